@@ -1,0 +1,32 @@
+# kr_lightning: each target is one command; logic lives in Python.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: help install test test-all lint format clean quickstart
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-20s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[dev]' && touch $@
+
+install: $(VENV)/.installed  ## create .venv (if missing) and install kr_lightning with its dev tools
+
+test: install  ## the fast test suite (CPU; set KR_DATA_ROOT to the folder with breastmnist.npz)
+	$(PY) -m pytest -q
+
+test-all: install  ## every test that can run here, slow ones included
+	$(PY) -m pytest -q -m ''
+
+lint: install  ## ruff lint + format check
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+format: install  ## ruff format + autofix
+	$(PY) -m ruff format . && $(PY) -m ruff check --fix .
+
+quickstart: install  ## the pipeline on the embedded digits dataset (CPU, no network)
+	$(PY) -m kr_lightning fit --config experiments/digits/teacher.yaml && $(PY) -m kr_lightning test --config experiments/digits/teacher.yaml
+
+clean:  ## remove run folders and caches (keeps .venv)
+	rm -rf runs results .pytest_cache .ruff_cache

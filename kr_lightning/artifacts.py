@@ -1,0 +1,60 @@
+"""Atomic file writes: every artifact is written to a temporary name beside its target, then renamed.
+
+A killed process therefore leaves either the previous file or the complete new one, never a truncated file
+that a later stage would read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> Path:
+    """Call ``write(fh)`` on a temporary file in ``path``'s folder, fsync it and rename it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Atomically write raw bytes."""
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Atomically write UTF-8 text."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> Path:  # noqa: ANN401 - any JSON-serialisable object
+    """Atomically write ``obj`` as indented JSON."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Atomically write a compressed npz (the name must end in ``.npz``)."""
+    return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
+
+
+def save_figure(path: str | Path, fig: Any, **kwargs: Any) -> Path:  # noqa: ANN401 - a matplotlib Figure
+    """Atomically save a matplotlib figure; the format follows the suffix of ``path``."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    return atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, **kwargs))

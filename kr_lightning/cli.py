@@ -1,0 +1,120 @@
+"""The ``python -m kr_lightning`` command: LightningCLI for fit / validate / test / predict, plus tool commands.
+
+Run layout: everything a stage writes goes under ``trainer.default_root_dir`` (the *run folder*):
+``config.yaml`` and ``run.json`` (full config, git SHA, versions), ``metrics.csv`` (CSV logger),
+``checkpoints/{best,last}.ckpt`` and, after ``test``, ``test/`` with ``test_metrics.json`` and
+``test_predictions.npz``. Unless the config says otherwise the CLI fills in that layout: a CSV logger writing to
+the run folder and checkpoint callbacks writing to ``<run folder>/checkpoints``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from pathlib import Path
+
+import lightning as L
+from jsonargparse import Namespace
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+
+from kr_lightning.callbacks.run_record import RunRecord
+from kr_lightning.runs import record_test_results
+
+LINKED = ("num_classes", "in_channels", "image_size")
+
+
+def _accepts(class_path: str, name: str) -> bool:
+    module, _, attr = class_path.rpartition(".")
+    cls = getattr(__import__(module, fromlist=[attr]), attr)
+    return name in inspect.signature(cls.__init__).parameters
+
+
+class KRCLI(LightningCLI):
+    """LightningCLI with the data -> model links, the run-folder layout, seeds and checkpoint defaults."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Link the dataset's classes, channels and image size into the model."""
+        for key in LINKED:
+            parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        """Fill the run seed, the run layout and the checkpoint to evaluate."""
+        config = self.config[self.subcommand]
+        seed = config.seed_everything
+        for group in (config.data, config.model):
+            if (
+                isinstance(group, Namespace)
+                and _accepts(group.class_path, "seed")
+                and group.init_args.get("seed") is None
+                and not isinstance(seed, bool)
+            ):
+                group.init_args.seed = int(seed)
+        root = config.trainer.default_root_dir
+        if root is None:
+            return
+        root = Path(root)
+        _fill_layout(config.trainer, root, version="" if self.subcommand == "fit" else self.subcommand)
+        if config.get("ckpt_path") is None:
+            if self.subcommand == "fit" and (root / "checkpoints" / "last.ckpt").is_file():
+                config.ckpt_path = str(root / "checkpoints" / "last.ckpt")
+                print(f"kr_lightning: resuming from {config.ckpt_path}")
+            elif self.subcommand in ("validate", "test", "predict"):
+                best = root / "checkpoints" / "best.ckpt"
+                if not best.is_file():
+                    raise SystemExit(
+                        f"kr_lightning: no checkpoint to {self.subcommand}: {best} does not exist. Run `fit` with "
+                        f"this config first, or pass --ckpt_path=PATH."
+                    )
+                config.ckpt_path = str(best)
+                print(f"kr_lightning: {self.subcommand} uses {best}")
+
+    def after_test(self) -> None:
+        """Write ``test_metrics.json`` and ``test_predictions.npz`` beside the test logs."""
+        record_test_results(self.trainer, self.model, self.config[self.subcommand].ckpt_path)
+
+
+def _fill_layout(trainer: Namespace, root: Path, version: str) -> None:
+    """Put logs and checkpoints inside ``root`` (in place): a CSV logger is always present unless logging is off."""
+    if trainer.logger is False:
+        return
+    loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
+    loggers = [lg for lg in loggers if isinstance(lg, Namespace)]
+    if not any(lg.class_path.endswith("CSVLogger") for lg in loggers):
+        csv_logger = Namespace(
+            class_path="kr_lightning.loggers.ResumableCSVLogger",
+            init_args=Namespace(save_dir=str(root), name="", version=version),
+        )
+        loggers.insert(0, csv_logger)
+    for logger in loggers:
+        if logger.class_path.endswith("WandbLogger") and logger.init_args.get("save_dir") in (None, "."):
+            logger.init_args.save_dir = str(root)
+    trainer.logger = loggers
+    for callback in trainer.callbacks or []:
+        if isinstance(callback, Namespace) and callback.class_path.endswith("ModelCheckpoint"):
+            if callback.init_args.get("dirpath") is None:
+                callback.init_args.dirpath = str(root / "checkpoints")
+                callback.init_args.enable_version_counter = False
+
+
+def main(args: ArgsType = None) -> None:
+    """Entry point of ``python -m kr_lightning``.
+
+    Args:
+        args: Command-line arguments (``sys.argv[1:]`` when ``None``); a list lets tests call the CLI in process.
+    """
+    # Injected backbones are stored in the hyperparameters on purpose (checkpoints rebuild themselves from the
+    # parsed config); Lightning's advice to ignore nn.Module hyperparameters does not apply here.
+    warnings.filterwarnings("ignore", message=r"Attribute '.*' is an instance of `nn.Module`")
+    # Lightning 2.6 still calls jsonargparse APIs deprecated in 4.49; nothing a user can act on.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\.pytorch\.cli")
+    KRCLI(
+        L.LightningModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_callback=RunRecord,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+        parser_kwargs={"prog": "python -m kr_lightning"},
+        args=args,
+    )

@@ -1,0 +1,72 @@
+"""Shared fixtures: tiny MedMNIST-layout files, a tiny teacher config, environment hygiene."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "tests" / "configs"
+
+
+def make_split(n: int, size: int, channels: int, num_classes: int, rng: np.random.Generator):
+    """Images whose mean brightness encodes the class (learnable in a few steps) plus noise."""
+    labels = np.arange(n) % num_classes
+    rng.shuffle(labels)
+    base = 40 + 170 * labels / max(1, num_classes - 1)
+    shape = (n, size, size) if channels == 1 else (n, size, size, channels)
+    noise = rng.normal(0, 20, size=shape)
+    images = np.clip(base.reshape((n,) + (1,) * (len(shape) - 1)) + noise, 0, 255).astype(np.uint8)
+    return images, labels.reshape(-1, 1).astype(np.uint8)
+
+
+def write_medmnist_npz(
+    folder: Path,
+    flag: str = "breastmnist",
+    *,
+    size: int = 28,
+    channels: int = 1,
+    num_classes: int = 2,
+    n: tuple[int, int, int] = (48, 16, 16),
+    seed: int = 0,
+) -> Path:
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, count in zip(("train", "val", "test"), n, strict=True):
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = make_split(count, size, channels, num_classes, rng)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz")
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path) -> Path:
+    """A data folder holding a tiny breastmnist.npz (48 / 16 / 16 gray 28x28 images, 2 classes)."""
+    root = tmp_path / "data"
+    write_medmnist_npz(root)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _hygiene(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    dtype = torch.get_default_dtype()
+    yield
+    torch.set_default_dtype(dtype)
+    stray = sorted(p.name for p in REPO.glob("*.yaml"))
+    assert not stray, f"a test left {stray} in the repository root"
+
+
+def real_data_root() -> Path | None:
+    """Folder with the real breastmnist.npz: $KR_DATA_ROOT, else ../shared/data beside the repo."""
+    for candidate in (os.environ.get("KR_DATA_ROOT"), REPO.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "breastmnist.npz").is_file():
+            return Path(candidate)
+    return None

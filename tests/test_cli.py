@@ -1,0 +1,109 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import CONFIGS, REPO
+from kr_lightning.cli import main
+
+
+def fit_teacher(root, data_root, *extra):
+    main(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "tiny_teacher.yaml"),
+            f"--trainer.default_root_dir={root}",
+            f"--data.root={data_root}",
+            *extra,
+        ]
+    )
+
+
+def test_fit_writes_the_run_folder(tmp_path, tiny_root):
+    run = tmp_path / "run"
+    fit_teacher(run, tiny_root)
+    for name in ("config.yaml", "run.json", "metrics.csv", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+        assert (run / name).is_file(), name
+    record = json.loads((run / "run.json").read_text())
+    assert record["seed"] == 0 and record["packages"]["lightning"]
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/loss", "val/acc", "val/auc", "val/loss"} <= set(header)
+
+
+def test_checkpoint_rebuilds_itself(tmp_path, tiny_root):
+    fit_teacher(tmp_path / "run", tiny_root)
+    import lightning as L
+
+    import kr_lightning.models  # noqa: F401  (load_from_checkpoint only resolves imported classes)
+
+    model = L.LightningModule.load_from_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    assert type(model).__name__ == "Teacher"
+    assert model.hparams.num_classes == 2 and model(torch.zeros(3, 1, 28, 28)).shape == (3, 2)
+
+
+def test_links_classes_and_channels_from_data(tmp_path):
+    from conftest import write_medmnist_npz
+
+    write_medmnist_npz(tmp_path, "dermamnist", channels=3, num_classes=7)
+    run = tmp_path / "run"
+    fit_teacher(run, tmp_path, "--data.flag=dermamnist", "--trainer.max_epochs=1")
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["hyper_parameters"]["num_classes"] == 7
+    assert ckpt["hyper_parameters"]["in_channels"] == 3
+
+
+def test_test_writes_metrics_and_predictions(tmp_path, tiny_root):
+    run = tmp_path / "run"
+    fit_teacher(run, tiny_root)
+    main(
+        [
+            "test",
+            "--config",
+            str(CONFIGS / "tiny_teacher.yaml"),
+            f"--trainer.default_root_dir={run}",
+            f"--data.root={tiny_root}",
+        ]
+    )
+    result = json.loads((run / "test" / "test_metrics.json").read_text())
+    assert result["ckpt_path"].endswith("best.ckpt")
+    assert set(result["metrics"]) >= {"test/acc", "test/auc"}
+    with np.load(run / "test" / "test_predictions.npz") as pred:
+        probs, labels = pred["probs"], pred["labels"]
+    assert probs.shape == (16, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert result["metrics"]["test/acc"] == pytest.approx((probs.argmax(1) == labels).mean(), abs=1e-6)
+    assert (run / "metrics.csv").is_file(), "test must not delete the fit logs"
+
+
+def test_test_without_a_trained_run_explains(tmp_path, tiny_root):
+    with pytest.raises(SystemExit, match="no checkpoint to test.*Run `fit`"):
+        main(
+            [
+                "test",
+                "--config",
+                str(CONFIGS / "tiny_teacher.yaml"),
+                f"--trainer.default_root_dir={tmp_path}",
+                f"--data.root={tiny_root}",
+            ]
+        )
+
+
+def test_rerun_resumes_from_last_and_keeps_logs(tmp_path, tiny_root, capsys):
+    run = tmp_path / "run"
+    fit_teacher(run, tiny_root, "--trainer.max_epochs=1")
+    fit_teacher(run, tiny_root, "--trainer.max_epochs=2")
+    assert "resuming from" in capsys.readouterr().out
+    epochs = {line.split(",")[0] for line in (run / "metrics.csv").read_text().splitlines()[1:]}
+    assert epochs == {"0", "1"}
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1
+
+
+def test_module_help_in_subprocess():
+    out = subprocess.run(
+        [sys.executable, "-m", "kr_lightning", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "python -m kr_lightning" in out.stdout and "fit" in out.stdout

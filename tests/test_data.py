@@ -1,0 +1,164 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_medmnist_npz
+from kr_lightning.data import DigitsDataModule, MedMNISTDataModule
+from kr_lightning.data.arrays import load_npz, to_tensor, to_uint8
+from kr_lightning.data.augment import augment, random_shift
+from kr_lightning.seeding import make_rng
+
+
+def test_medmnist_metadata_known_before_setup(tiny_root):
+    dm = MedMNISTDataModule(flag="dermamnist", root=str(tiny_root))
+    assert (dm.num_classes, dm.in_channels, dm.image_size) == (7, 3, 28)
+
+
+def test_medmnist_splits_scaled_and_labelled(tiny_root):
+    dm = MedMNISTDataModule(flag="breastmnist", root=str(tiny_root))
+    dm.setup("fit")
+    x, y = next(iter(dm.val_dataloader()))
+    assert x.shape == (16, 1, 28, 28) and x.dtype == torch.float32
+    assert x.min() >= -1 and x.max() <= 1
+    assert y.dtype == torch.int64 and y.shape == (16,) and set(y.tolist()) <= {0, 1}
+    assert len(dm.split("train")) == 48 and len(dm.split("test")) == 16
+
+
+def test_medmnist_rgb(tmp_path):
+    write_medmnist_npz(tmp_path, "dermamnist", channels=3, num_classes=7)
+    dm = MedMNISTDataModule(flag="dermamnist", root=str(tmp_path))
+    x, y = next(iter(dm.test_dataloader()))
+    assert x.shape == (16, 3, 28, 28) and int(y.max()) < 7
+
+
+def test_pixel_scaling_round_trips():
+    images = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    x = to_tensor(images)
+    assert x.min() == -1 and x.max() == 1
+    np.testing.assert_array_equal(to_uint8(x), images)
+
+
+def test_root_from_environment(tiny_root, monkeypatch):
+    monkeypatch.setenv("KR_DATA_ROOT", str(tiny_root))
+    dm = MedMNISTDataModule(flag="breastmnist")
+    assert dm.path == tiny_root / "breastmnist.npz"
+    dm.setup()
+
+
+def test_missing_file_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.delenv("KR_DATA_ROOT", raising=False)
+    dm = MedMNISTDataModule(flag="pneumoniamnist", root=str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError) as err:
+        dm.setup()
+    message = str(err.value)
+    for needle in (
+        "pneumoniamnist.npz",
+        str((tmp_path / "nowhere").resolve()),
+        "KR_DATA_ROOT",
+        "--data.root",
+        "--data.download=true",
+    ):
+        assert needle in message
+
+
+def test_failed_download_says_what_to_do(tmp_path, monkeypatch):
+    import medmnist
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("network unreachable")
+
+    monkeypatch.setattr(medmnist, "BreastMNIST", offline)
+    dm = MedMNISTDataModule(flag="breastmnist", root=str(tmp_path), download=True)
+    with pytest.raises(FileNotFoundError, match="download failed.*network unreachable"):
+        dm.setup()
+
+
+def test_unknown_flag_lists_valid_ones():
+    with pytest.raises(ValueError, match="unknown or unsupported MedMNIST flag 'breastmnst'.*breastmnist"):
+        MedMNISTDataModule(flag="breastmnst")
+
+
+@pytest.mark.parametrize("flag", ["chestmnist", "organmnist3d"])
+def test_multilabel_and_3d_are_refused(flag):
+    with pytest.raises(ValueError, match="unsupported"):
+        MedMNISTDataModule(flag=flag)
+
+
+def test_npz_with_wrong_keys(tmp_path):
+    path = tmp_path / "breastmnist.npz"
+    np.savez(path, images=np.zeros((2, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match="missing keys"):
+        load_npz(path, num_classes=2)
+
+
+def test_npz_with_labels_out_of_range(tmp_path):
+    write_medmnist_npz(tmp_path, num_classes=3)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
+        load_npz(tmp_path / "breastmnist.npz", num_classes=2)
+
+
+def test_truncated_npz(tmp_path):
+    path = write_medmnist_npz(tmp_path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match="not a readable npz"):
+        load_npz(path, num_classes=2)
+
+
+def test_train_order_is_a_function_of_seed_and_epoch(tiny_root):
+    def order(seed, epoch):
+        dm = MedMNISTDataModule(root=str(tiny_root), seed=seed, batch_size=48)
+        dm.setup()
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        return list(loader.sampler)
+
+    assert order(0, 3) == order(0, 3)
+    assert order(0, 3) != order(0, 4)
+    assert order(0, 3) != order(1, 3)
+    assert sorted(order(0, 3)) == list(range(48))
+
+
+def test_shift_moves_pixels_by_the_drawn_offset():
+    x = -torch.ones(64, 1, 9, 9)
+    x[:, :, 4, 4] = 1.0
+    y = random_shift(x, 2, make_rng(0))
+    positions = (y[:, 0] == 1).nonzero()[:, 1:]
+    offsets = positions - 4
+    assert offsets.abs().max() <= 2 and len(positions) == 64
+    assert len({tuple(o) for o in offsets.tolist()}) > 5
+
+
+def test_augment_is_deterministic_and_identity_when_off():
+    x = torch.randn(8, 1, 28, 28).clamp(-1, 1)
+    a = augment(x, make_rng(1), max_shift=2, hflip=True, vflip=False)
+    b = augment(x, make_rng(1), max_shift=2, hflip=True, vflip=False)
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    assert torch.equal(augment(x, make_rng(1), max_shift=0, hflip=False, vflip=False), x)
+
+
+def test_digits_split_is_fixed_stratified_and_disjoint():
+    a = DigitsDataModule(seed=0)
+    b = DigitsDataModule(seed=5)
+    sizes = {s: len(a.split(s)) for s in ("train", "val", "test")}
+    assert sizes == {"train": 1078, "val": 180, "test": 539}
+    for s in sizes:
+        np.testing.assert_array_equal(a.split(s).images, b.split(s).images)
+    counts = np.bincount(a.split("val").labels, minlength=10)
+    assert counts.min() >= 17 and counts.max() <= 19
+    flat = {s: {img.tobytes() for img in a.split(s).images} for s in sizes}
+    # sklearn's digits contain a few exact duplicates; the splits share at most a handful of identical images
+    assert len(flat["train"] & flat["test"]) < 5
+    assert a.split("train").images.dtype == np.uint8 and a.split("train").images.max() == 255
+
+
+def test_membership_contract():
+    dm = DigitsDataModule()
+    assert dm.member_split == "train"
+    assert set(dm.nonmember_splits) == {"val", "test"}
+
+
+def test_load_npz_rejects_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_npz(Path(tmp_path) / "x.npz", num_classes=2)

@@ -1,0 +1,47 @@
+"""Config drift: every experiment YAML parses against the code (LightningCLI --print_config)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from kr_lightning.cli import main
+
+LIGHTNING_CONFIGS = sorted(
+    p
+    for p in (REPO / "experiments").rglob("*.yaml")
+    if "trainer" in (yaml.safe_load(p.read_text()) or {}) and "model" in (yaml.safe_load(p.read_text()) or {})
+)
+
+
+def test_there_are_experiment_configs():
+    names = {str(p.relative_to(REPO / "experiments")) for p in LIGHTNING_CONFIGS}
+    assert {"breastmnist/teacher.yaml", "digits/teacher.yaml", "breastmnist/teacher_resnet18.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", LIGHTNING_CONFIGS, ids=lambda p: str(Path(p).relative_to(REPO / "experiments")))
+def test_experiment_config_parses(path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(path), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert isinstance(printed["seed_everything"], int)
+    assert printed["trainer"]["default_root_dir"].startswith("runs/")
+
+
+def test_wandb_logger_config_composes(capsys):
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "fit",
+                "--config",
+                str(REPO / "experiments/digits/teacher.yaml"),
+                "--config",
+                str(REPO / "experiments/loggers/wandb.yaml"),
+                "--print_config",
+            ]
+        )
+    printed = yaml.safe_load(capsys.readouterr().out)
+    loggers = printed["trainer"]["logger"]
+    assert any(lg["class_path"].endswith("WandbLogger") and lg["init_args"]["offline"] for lg in loggers)
