@@ -10,15 +10,18 @@ the run folder and checkpoint callbacks writing to ``<run folder>/checkpoints``.
 from __future__ import annotations
 
 import inspect
+import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lightning as L
-from jsonargparse import Namespace
+from jsonargparse import Namespace, auto_cli
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 from kr_lightning.callbacks.run_record import RunRecord
-from kr_lightning.runs import record_test_results
+from kr_lightning.runs import record_test_results, run_dir
 
 LINKED = ("num_classes", "in_channels", "image_size")
 
@@ -68,6 +71,12 @@ class KRCLI(LightningCLI):
                 config.ckpt_path = str(best)
                 print(f"kr_lightning: {self.subcommand} uses {best}")
 
+    def after_fit(self) -> None:
+        """Export generators in diffusers format (EMA weights) to ``<run folder>/export``."""
+        if hasattr(self.model, "frozen") and self.trainer.is_global_zero and self.trainer.state.finished:
+            folder = self.model.frozen().export(run_dir(self.trainer) / "export")
+            print(f"kr_lightning: exported the generator to {folder}")
+
     def after_test(self) -> None:
         """Write ``test_metrics.json`` and ``test_predictions.npz`` beside the test logs."""
         record_test_results(self.trainer, self.model, self.config[self.subcommand].ckpt_path)
@@ -89,19 +98,53 @@ def _fill_layout(trainer: Namespace, root: Path, version: str) -> None:
         if logger.class_path.endswith("WandbLogger") and logger.init_args.get("save_dir") in (None, "."):
             logger.init_args.save_dir = str(root)
     trainer.logger = loggers
+    wants_last = False
     for callback in trainer.callbacks or []:
         if isinstance(callback, Namespace) and callback.class_path.endswith("ModelCheckpoint"):
             if callback.init_args.get("dirpath") is None:
                 callback.init_args.dirpath = str(root / "checkpoints")
                 callback.init_args.enable_version_counter = False
+            if callback.init_args.get("save_last"):
+                # Lightning only refreshes last.ckpt when this callback also saved a top-k file; a dedicated
+                # callback writes it after every epoch so that a rerun resumes from the latest epoch.
+                callback.init_args.save_last = False
+                wants_last = True
+    if wants_last:
+        trainer.callbacks.append(
+            _last_checkpoint(root / "checkpoints", val_every_epoch=trainer.check_val_every_n_epoch == 1)
+        )
+
+
+def _last_checkpoint(folder: Path, val_every_epoch: bool) -> Namespace:
+    """``last.ckpt`` after every epoch (after validation when validation runs every epoch)."""
+    return Namespace(
+        class_path="kr_lightning.callbacks.LastCheckpoint",
+        init_args=Namespace(dirpath=str(folder), save_on_train_epoch_end=None if val_every_epoch else True),
+    )
+
+
+def tool_commands() -> dict[str, Callable[..., Any]]:
+    """Commands other than fit / validate / test / predict, each a typed function (jsonargparse ``auto_cli``)."""
+    from kr_lightning.distill.selection import select
+    from kr_lightning.synthetic_dataset import sample
+
+    return {"sample": sample, "select": select}
 
 
 def main(args: ArgsType = None) -> None:
     """Entry point of ``python -m kr_lightning``.
 
+    ``fit``, ``validate``, ``test`` and ``predict`` go to LightningCLI; ``sample`` (and the other tool commands)
+    to jsonargparse over their typed functions.
+
     Args:
         args: Command-line arguments (``sys.argv[1:]`` when ``None``); a list lets tests call the CLI in process.
     """
+    argv = list(sys.argv[1:] if args is None else args)
+    tools = tool_commands()
+    if argv and argv[0] in tools:
+        auto_cli(tools[argv[0]], args=argv[1:], parser_mode="yaml", prog=f"python -m kr_lightning {argv[0]}")
+        return
     # Injected backbones are stored in the hyperparameters on purpose (checkpoints rebuild themselves from the
     # parsed config); Lightning's advice to ignore nn.Module hyperparameters does not apply here.
     warnings.filterwarnings("ignore", message=r"Attribute '.*' is an instance of `nn.Module`")

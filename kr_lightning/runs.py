@@ -48,6 +48,7 @@ def _medmnist_evaluator(datamodule: Any, probs: Any) -> dict[str, float] | None:
     """``medmnist.Evaluator``'s ACC / AUC of the same test predictions, for MedMNIST data modules."""
     from kr_lightning.data.medmnist import MedMNISTDataModule
 
+    datamodule = getattr(datamodule, "real", datamodule)  # GKD students are evaluated on the real splits
     if not isinstance(datamodule, MedMNISTDataModule):
         return None
     from medmnist import Evaluator

@@ -64,6 +64,26 @@ def _hygiene(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     assert not stray, f"a test left {stray} in the repository root"
 
 
+@pytest.fixture(scope="session")
+def tiny_generator_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny digits generator trained for 2 epochs (checkpoints, grids, export), shared by the session."""
+    from kr_lightning.cli import main
+
+    run = tmp_path_factory.mktemp("generator") / "run"
+    main(["fit", "--config", str(CONFIGS / "tiny_generator.yaml"), f"--trainer.default_root_dir={run}"])
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_digits_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """best.ckpt of a tiny digits teacher (1 short epoch), shared by the session."""
+    from kr_lightning.cli import main
+
+    run = tmp_path_factory.mktemp("teacher") / "run"
+    main(["fit", "--config", str(CONFIGS / "tiny_digits_teacher.yaml"), f"--trainer.default_root_dir={run}"])
+    return run / "checkpoints" / "best.ckpt"
+
+
 def real_data_root() -> Path | None:
     """Folder with the real breastmnist.npz: $KR_DATA_ROOT, else ../shared/data beside the repo."""
     for candidate in (os.environ.get("KR_DATA_ROOT"), REPO.parent / "shared" / "data"):

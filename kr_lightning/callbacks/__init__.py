@@ -1,1 +1,6 @@
 """Lightning callbacks of kr_lightning."""
+
+from kr_lightning.callbacks.last_checkpoint import LastCheckpoint
+from kr_lightning.callbacks.sample_grid import SampleGrid
+
+__all__ = ["LastCheckpoint", "SampleGrid"]

@@ -1,0 +1,229 @@
+"""FrozenGenerator: a trained generator as a sampler, loaded from a checkpoint or a diffusers export folder.
+
+Export layout (``save_pretrained`` of diffusers, safetensors weights)::
+
+    export/
+      unet/config.json, unet/diffusion_pytorch_model.safetensors
+      scheduler/scheduler_config.json
+      kr_generator.json      # classes, channels, image size, default sampling knobs
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from kr_lightning import artifacts
+from kr_lightning.models.sampling import SamplerKind, sample
+from kr_lightning.models.unet import build_unet
+
+META_FILE = "kr_generator.json"
+UNET_KEYS = (
+    "block_out_channels",
+    "layers_per_block",
+    "attention_levels",
+    "norm_num_groups",
+    "attention_head_dim",
+    "dropout",
+)
+SCHEDULER_KEYS = ("num_train_timesteps", "beta_schedule", "prediction_type", "timestep_spacing")
+
+
+@dataclass
+class FrozenGenerator:
+    """A class-conditional UNet plus its noise-schedule config, in eval mode and without gradients.
+
+    Attributes:
+        unet: Denoiser; class index ``num_classes`` is the "no class" token.
+        scheduler_config: Config of the training ``DDPMScheduler``.
+        num_classes: Number of classes K.
+        in_channels: Image channels.
+        image_size: Side of the generated images (the UNet may work on a padded size).
+        sample_steps: Default number of sampler steps.
+        sample_guidance: Default guidance scale.
+        sampler: Default sampler kind.
+        source: Where it was loaded from (for messages and records).
+    """
+
+    unet: UNet2DModel
+    scheduler_config: dict[str, Any]
+    num_classes: int
+    in_channels: int
+    image_size: int
+    sample_steps: int = 20
+    sample_guidance: float = 2.0
+    sampler: SamplerKind = "ddim"
+    source: str = field(default="")
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the UNet."""
+        return self.unet.device
+
+    def to(self, device: torch.device | str) -> FrozenGenerator:
+        """Move the UNet (in place) and return ``self``."""
+        self.unet.to(device)
+        return self
+
+    def sample(
+        self,
+        labels: torch.Tensor,
+        rng: torch.Generator,
+        *,
+        steps: int | None = None,
+        guidance: float | None = None,
+        sampler: SamplerKind | None = None,
+        batch_size: int = 256,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Images ``(N, C, image_size, image_size)`` in ``[-1, 1]`` for class indices ``labels``; see ``sample``."""
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ValueError(f"labels must lie in [0, {self.num_classes}); got [{labels.min()}, {labels.max()}]")
+        was_training = self.unet.training
+        self.unet.eval()
+        try:
+            return self._sample(labels, rng, steps, guidance, sampler, batch_size, progress)
+        finally:
+            self.unet.train(was_training)
+
+    def _sample(
+        self,
+        labels: torch.Tensor,
+        rng: torch.Generator,
+        steps: int | None,
+        guidance: float | None,
+        sampler: SamplerKind | None,
+        batch_size: int,
+        progress: bool,
+    ) -> torch.Tensor:
+        return sample(
+            self.unet,
+            self.scheduler_config,
+            labels,
+            steps=self.sample_steps if steps is None else steps,
+            guidance=self.sample_guidance if guidance is None else guidance,
+            sampler=self.sampler if sampler is None else sampler,
+            null_label=self.num_classes,
+            rng=rng,
+            batch_size=batch_size,
+            image_size=self.image_size,
+            progress=progress,
+        )
+
+    def meta(self) -> dict[str, Any]:
+        """What ``kr_generator.json`` records."""
+        return {
+            "format_version": 1,
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "image_size": self.image_size,
+            "sample_steps": self.sample_steps,
+            "sample_guidance": self.sample_guidance,
+            "sampler": self.sampler,
+        }
+
+    def export(self, folder: str | Path) -> Path:
+        """Write the diffusers export to ``folder`` atomically (a complete folder or the previous one)."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            self.unet.save_pretrained(tmp / "unet", safe_serialization=True)
+            DDPMScheduler.from_config(self.scheduler_config).save_pretrained(tmp / "scheduler")
+            artifacts.write_json(tmp / META_FILE, self.meta())
+            old = folder.with_name(f".{folder.name}.old")
+            if folder.exists():
+                folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> FrozenGenerator:
+        """Load from a ``DiffusionGenerator`` checkpoint (``.ckpt``) or an export folder.
+
+        Checkpoints are read with ``torch.load(weights_only=True)`` and exports with safetensors: neither runs
+        code from the file.
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            ValueError: ``path`` is not a generator checkpoint or export.
+        """
+        path = Path(path)
+        if path.is_dir():
+            generator = cls._from_export(path)
+        elif path.is_file():
+            generator = cls._from_checkpoint(path)
+        else:
+            raise FileNotFoundError(
+                f"generator not found: {path} (expected a DiffusionGenerator .ckpt or an export folder)"
+            )
+        generator.unet.eval().requires_grad_(False)
+        return generator.to(device)
+
+    @classmethod
+    def _from_export(cls, folder: Path) -> FrozenGenerator:
+        meta_path = folder / META_FILE
+        if not meta_path.is_file() or not (folder / "unet").is_dir():
+            raise ValueError(
+                f"{folder} is not a kr_lightning generator export (expected {META_FILE}, unet/ and scheduler/); "
+                "point to the `export` folder of a generator run or to one of its .ckpt files"
+            )
+        meta = json.loads(meta_path.read_text())
+        unet = UNet2DModel.from_pretrained(folder / "unet", use_safetensors=True)
+        scheduler = DDPMScheduler.from_pretrained(folder / "scheduler")
+        return cls(
+            unet=unet,
+            scheduler_config=dict(scheduler.config),
+            num_classes=meta["num_classes"],
+            in_channels=meta["in_channels"],
+            image_size=meta["image_size"],
+            sample_steps=meta["sample_steps"],
+            sample_guidance=meta["sample_guidance"],
+            sampler=meta["sampler"],
+            source=str(folder),
+        )
+
+    @classmethod
+    def _from_checkpoint(cls, path: Path) -> FrozenGenerator:
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises several types for corrupt or foreign files
+            raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+        hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+        state = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
+        if not any(k.startswith("unet.") for k in state) or "block_out_channels" not in hp:
+            kind = hp.get("_class_path", "unknown kind")
+            raise ValueError(
+                f"{path} is not a DiffusionGenerator checkpoint (it holds {kind}); pass the generator run's "
+                "checkpoint (runs/<dataset>/generator/checkpoints/*.ckpt) or its export folder"
+            )
+        unet = build_unet(
+            num_classes=hp["num_classes"],
+            in_channels=hp["in_channels"],
+            image_size=hp["image_size"],
+            **{k: hp[k] for k in UNET_KEYS},
+        )
+        unet.load_state_dict({k[len("unet.") :]: v for k, v in state.items() if k.startswith("unet.")})
+        scheduler = DDPMScheduler(clip_sample=True, **{k: hp[k] for k in SCHEDULER_KEYS})
+        return cls(
+            unet=unet,
+            scheduler_config=dict(scheduler.config),
+            num_classes=hp["num_classes"],
+            in_channels=hp["in_channels"],
+            image_size=hp["image_size"],
+            sample_steps=hp["sample_steps"],
+            sample_guidance=hp["sample_guidance"],
+            sampler=hp["sampler"],
+            source=str(path),
+        )

@@ -1,0 +1,131 @@
+import json
+
+import medmnist
+import numpy as np
+import pytest
+import torch
+
+from conftest import CONFIGS
+from kr_lightning.cli import main
+from kr_lightning.models import DiffusionGenerator, FrozenGenerator
+from kr_lightning.seeding import make_rng
+
+
+def test_tiny_unet_learns_a_fixed_batch():
+    torch.manual_seed(0)
+    model = DiffusionGenerator(
+        num_classes=2, image_size=8, block_out_channels=[16, 32], attention_levels=[False, False], norm_num_groups=8
+    )
+    x = torch.rand(8, 1, 8, 8) * 2 - 1
+    y = torch.tensor([0, 1] * 4)
+    optimizer = torch.optim.Adam(model.unet.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = model.diffusion_loss(x, y, make_rng(0))  # same noise and timesteps every step
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_training_noise_is_a_function_of_seed_and_step():
+    model = DiffusionGenerator(
+        num_classes=2,
+        image_size=8,
+        block_out_channels=[8, 16],
+        attention_levels=[False, False],
+        norm_num_groups=4,
+        seed=3,
+    )
+    x, y = torch.rand(4, 1, 8, 8) * 2 - 1, torch.tensor([0, 1, 0, 1])
+    with torch.no_grad():
+        a = model.diffusion_loss(x, y, make_rng(3, 5))
+        b = model.diffusion_loss(x, y, make_rng(3, 5))
+        c = model.diffusion_loss(x, y, make_rng(3, 6))
+    assert a == b and a != c
+
+
+def test_fit_keeps_every_checkpoint_grids_and_export(tiny_generator_run):
+    run = tiny_generator_run
+    names = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
+    assert names == ["gen-epoch000.ckpt", "gen-epoch001.ckpt", "last.ckpt"]
+    assert (run / "samples" / "epoch000.png").is_file() and (run / "samples" / "final.png").is_file()
+    meta = json.loads((run / "export" / "kr_generator.json").read_text())
+    assert meta["num_classes"] == 10 and meta["image_size"] == 8
+    assert (run / "export" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (run / "export" / "scheduler" / "scheduler_config.json").is_file()
+
+
+def test_checkpoints_carry_the_ema_weights_the_export_holds(tiny_generator_run):
+    ckpt = torch.load(tiny_generator_run / "checkpoints" / "last.ckpt", weights_only=True)
+    ema = {k[len("unet.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("unet.")}
+    raw = {k[len("unet.") :]: v for k, v in ckpt["current_model_state"].items() if k.startswith("unet.")}
+    exported = FrozenGenerator.load(tiny_generator_run / "export").unet.state_dict()
+    key = "conv_in.weight"
+    assert not torch.equal(ema[key], raw[key])
+    for name, value in exported.items():
+        torch.testing.assert_close(value, ema[name])
+
+
+def test_checkpoint_and_export_sample_identically(tiny_generator_run):
+    labels = torch.arange(10)
+    a = FrozenGenerator.load(tiny_generator_run / "checkpoints" / "last.ckpt").sample(labels, make_rng(1))
+    b = FrozenGenerator.load(tiny_generator_run / "export").sample(labels, make_rng(1))
+    assert a.shape == (10, 1, 8, 8)
+    torch.testing.assert_close(a, b)
+
+
+def test_lightning_checkpoint_rebuilds_the_module(tiny_generator_run):
+    import lightning as L
+
+    model = L.LightningModule.load_from_checkpoint(tiny_generator_run / "checkpoints" / "last.ckpt")
+    assert isinstance(model, DiffusionGenerator) and model.hparams.num_classes == 10
+
+
+def test_loading_a_teacher_checkpoint_as_generator_is_refused(tmp_path, tiny_root):
+    run = tmp_path / "teacher"
+    main(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "tiny_teacher.yaml"),
+            f"--trainer.default_root_dir={run}",
+            f"--data.root={tiny_root}",
+            "--trainer.max_epochs=1",
+        ]
+    )
+    with pytest.raises(ValueError, match="not a DiffusionGenerator checkpoint.*Teacher"):
+        FrozenGenerator.load(run / "checkpoints" / "last.ckpt")
+    with pytest.raises(ValueError, match="not a kr_lightning generator export"):
+        FrozenGenerator.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match="generator not found"):
+        FrozenGenerator.load(tmp_path / "missing.ckpt")
+
+
+def test_sample_command_writes_a_file_medmnist_reads(tiny_generator_run, tmp_path, monkeypatch):
+    out = tmp_path / "breastmnist.npz"  # medmnist looks for {flag}.npz in its root
+    main(
+        [
+            "sample",
+            f"--generator={tiny_generator_run / 'export'}",
+            f"--out={out}",
+            "--counts=[3, 2, 0, 1, 0, 0, 0, 0, 0, 1]",
+            "--steps=2",
+            "--seed=4",
+            "--device=cpu",
+        ]
+    )
+    with np.load(out) as data:
+        images, labels = data["train_images"], data["train_labels"]
+    assert images.dtype == np.uint8 and images.shape == (7, 8, 8)
+    assert labels.shape == (7, 1) and labels.reshape(-1).tolist() == [0, 0, 0, 1, 1, 3, 9]
+    assert out.with_suffix(".png").is_file()
+    dataset = medmnist.BreastMNIST(split="train", root=str(tmp_path))
+    assert dataset.imgs.shape == (7, 8, 8)
+    image, target = dataset.__getitem__(0)
+    assert image.size == (8, 8) and target.tolist() == [0]
+    with pytest.raises(FileExistsError, match="--overwrite=true"):
+        main(
+            ["sample", f"--generator={tiny_generator_run / 'export'}", f"--out={out}", "--per_class=1", "--device=cpu"]
+        )
