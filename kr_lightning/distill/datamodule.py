@@ -1,0 +1,261 @@
+"""GKDDataModule: a synthetic training set regenerated every few epochs, labelled by a frozen teacher."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from kr_lightning.data.base import ImageDataModule
+from kr_lightning.data.info import DatasetInfo
+from kr_lightning.distill.synthesis import (
+    balanced_labels,
+    label_stats,
+    set_size,
+    shard_size,
+    synthesize,
+    teacher_logits,
+)
+from kr_lightning.models.classifier import ClassifierModule
+from kr_lightning.models.frozen_generator import FrozenGenerator
+from kr_lightning.models.loading import check_fits_data, load_classifier
+from kr_lightning.models.sampling import SamplerKind
+from kr_lightning.runs import read_json
+from kr_lightning.seeding import derive_seed, make_rng
+
+
+class GKDDataModule(L.LightningDataModule):
+    """Synthetic train batches ``(x, teacher_logits, y)``; real val / test batches ``(x, y)``.
+
+    Every ``regenerate_every`` epochs a fresh class-balanced set of ``multiplier x |real train|`` images is drawn
+    from the frozen generator (``0`` draws one static set). Set block ``b = epoch // regenerate_every`` on rank
+    ``r`` is a pure function of ``(seed, b, r)``: a run resumed from a checkpoint regenerates exactly what the
+    uninterrupted run saw, and under DDP every rank draws its own equal-size, disjoint shard (each rank iterates its
+    whole shard; Lightning keeps the per-rank sampler given here). ``y`` is the generator's class;
+    ``teacher_logits`` (temperature 1) come from the frozen teacher, computed on the augmented view the student
+    sees when ``label_on_view`` (augmentation: the real data module's). Without a teacher they are zeros and the
+    student must use hard labels (``alpha: 1``).
+
+    The generator and the teacher live here, not in the student: they are never in its optimizer or checkpoint,
+    stay in eval mode and run without gradients.
+
+    Args:
+        real: The real dataset (val / test loaders, metadata, augmentation, size of the real train split).
+        generator: Generator checkpoint or export folder (``None``: taken from ``selection``).
+        teacher_ckpt: Teacher checkpoint; ``None`` for hard-label students.
+        selection: ``selection.json`` written by ``python -m kr_lightning select``: supplies the generator and the
+            sampling knobs left unset here.
+        regenerate_every: Epochs between regenerations; ``0`` = one static set.
+        multiplier: Synthetic set size as a multiple of the real train split (ignored with ``counts``).
+        counts: Explicit images per class (summed over ranks).
+        steps: Sampler steps (``None``: selection, else the generator's default).
+        guidance: Guidance scale (``None``: selection, else the generator's default).
+        sampler: Sampler kind (``None``: selection, else the generator's default).
+        label_on_view: Label each batch on its augmented view (else once per generated set).
+        batch_size: Student batch size.
+        gen_batch_size: Images per denoising batch.
+        seed: Seed of generation and shuffling; ``None`` takes the run's ``seed_everything``.
+    """
+
+    def __init__(
+        self,
+        real: ImageDataModule,
+        generator: str | None = None,
+        teacher_ckpt: str | None = None,
+        selection: str | None = None,
+        regenerate_every: int = 1,
+        multiplier: float = 1.0,
+        counts: list[int] | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        sampler: SamplerKind | None = None,
+        label_on_view: bool = True,
+        batch_size: int = 64,
+        gen_batch_size: int = 256,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if regenerate_every < 0:
+            raise ValueError(f"regenerate_every must be >= 0 (0 = static set); got {regenerate_every}")
+        if multiplier <= 0:
+            raise ValueError(f"multiplier must be > 0; got {multiplier}")
+        if generator is None and selection is None:
+            raise ValueError(
+                "GKDDataModule needs generator (checkpoint or export folder) or selection (selection.json)"
+            )
+        self.real = real
+        self.generator_path = generator
+        self.teacher_ckpt = teacher_ckpt
+        self.selection = selection
+        self.regenerate_every = regenerate_every
+        self.multiplier = multiplier
+        self.counts = counts
+        self.knobs: dict[str, Any] = {"steps": steps, "guidance": guidance, "sampler": sampler}
+        self.label_on_view = label_on_view
+        self.batch_size = batch_size
+        self.gen_batch_size = gen_batch_size
+        self.seed = 0 if seed is None else seed
+        self.generator: FrozenGenerator | None = None
+        self.teacher: ClassifierModule | None = None
+        self._cache: tuple[int, TensorDataset] | None = None
+
+    # -- metadata linked to the student --------------------------------------------------------------------------
+    @property
+    def info(self) -> DatasetInfo:
+        """Metadata of the real dataset."""
+        return self.real.info
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes K."""
+        return self.real.num_classes
+
+    @property
+    def in_channels(self) -> int:
+        """Image channels."""
+        return self.real.in_channels
+
+    @property
+    def image_size(self) -> int:
+        """Image side."""
+        return self.real.image_size
+
+    @property
+    def name(self) -> str:
+        """Dataset name."""
+        return self.real.name
+
+    @property
+    def has_teacher(self) -> bool:
+        """Whether soft labels are available."""
+        return self.teacher_ckpt is not None
+
+    # -- setup ---------------------------------------------------------------------------------------------------
+    def resolved_sampling(self) -> dict[str, Any]:
+        """Generator path and sampling knobs after applying ``selection`` (explicit values win)."""
+        chosen: dict[str, Any] = {"generator": self.generator_path, **self.knobs}
+        if self.selection is not None:
+            winner = read_json(self.selection).get("winner")
+            if not isinstance(winner, dict):
+                raise ValueError(f"{self.selection} has no 'winner'; rerun `python -m kr_lightning select`")
+            for key in chosen:
+                if chosen[key] is None:
+                    chosen[key] = winner.get(key)
+        return chosen
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the real splits, the frozen generator and teacher; check the Trainer's reload setting."""
+        self.real.setup(stage)
+        trainer = self.trainer
+        if trainer is not None and stage in ("fit", None) and self.regenerate_every > 0:
+            reload = trainer.reload_dataloaders_every_n_epochs
+            if reload < 1 or self.regenerate_every % reload:
+                raise ValueError(
+                    f"GKDDataModule regenerates every {self.regenerate_every} epoch(s) but the Trainer reloads the "
+                    f"train loader every {reload} epoch(s); set trainer.reload_dataloaders_every_n_epochs: 1"
+                )
+        if self.generator is not None:
+            return
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        chosen = self.resolved_sampling()
+        self.generator = FrozenGenerator.load(chosen["generator"], device=device)
+        g = self.generator
+        check_fits_data("generator", g.source, g.num_classes, g.in_channels, g.image_size, self.info)
+        for key in ("steps", "guidance", "sampler"):
+            if chosen[key] is None:
+                chosen[key] = getattr(g, {"steps": "sample_steps", "guidance": "sample_guidance"}.get(key, key))
+        self.knobs = {k: chosen[k] for k in ("steps", "guidance", "sampler")}
+        if self.teacher_ckpt is not None:
+            self.teacher = load_classifier(self.teacher_ckpt, device=device)
+            hp = self.teacher.hparams
+            check_fits_data("teacher", self.teacher_ckpt, hp.num_classes, hp.in_channels, hp.image_size, self.info)
+        rank_zero_info(f"GKD: generator {g.source}, sampling {self.knobs}, teacher {self.teacher_ckpt}")
+
+    # -- the synthetic set ---------------------------------------------------------------------------------------
+    def set_index(self, epoch: int) -> int:
+        """Which generated set epoch ``epoch`` trains on."""
+        return 0 if self.regenerate_every == 0 else epoch // self.regenerate_every
+
+    def local_labels(self, world_size: int) -> torch.Tensor:
+        """The generator classes of one rank's shard (class-balanced, equal size on every rank)."""
+        if self.counts is not None:
+            if len(self.counts) != self.num_classes:
+                raise ValueError(f"counts needs one entry per class ({self.num_classes}); got {self.counts}")
+            per_rank = [shard_size(c, world_size) if c else 0 for c in self.counts]
+            return torch.repeat_interleave(torch.arange(self.num_classes), torch.tensor(per_rank))
+        total = set_size(self.multiplier, len(self.real.split("train")))
+        return balanced_labels(self.num_classes, shard_size(total, world_size))
+
+    def generate(self, set_index: int, rank: int, world_size: int, progress: bool = False) -> TensorDataset:
+        """Synthetic set ``set_index`` of ``rank``: ``(x, teacher_logits, y)`` on the CPU; a pure function."""
+        assert self.generator is not None, "call setup() first"
+        device = self.generator.device
+        labels = self.local_labels(world_size)
+        rng = make_rng(self.seed, set_index, rank, device=device)
+        start = time.perf_counter()
+        x = synthesize(self.generator, labels, rng, batch_size=self.gen_batch_size, progress=progress, **self.knobs)
+        gen_seconds = time.perf_counter() - start
+        if self.teacher is not None:
+            logits = teacher_logits(self.teacher, x)
+            stats = label_stats(logits, labels)
+        else:
+            logits, stats = torch.zeros(len(labels), self.num_classes, device=device), {}
+        self.last_stats = {
+            "gen_seconds": gen_seconds,
+            "label_seconds": time.perf_counter() - start - gen_seconds,
+            "n_images": float(len(labels)),
+            **stats,
+        }
+        return TensorDataset(x.cpu(), logits.cpu(), labels)
+
+    def train_dataloader(self) -> DataLoader:
+        """The current synthetic set, shuffled per epoch (regenerated when a new set index starts)."""
+        trainer = self.trainer
+        epoch = trainer.current_epoch if trainer else 0
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        index = self.set_index(epoch)
+        if self._cache is None or self._cache[0] != index:
+            progress = trainer is not None and trainer.is_global_zero and trainer.progress_bar_callback is not None
+            self._cache = (index, self.generate(index, rank, world, progress=progress))
+            self._log_stats(trainer, index)
+        dataset = self._cache[1]
+        sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=derive_seed(self.seed, rank))
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler)
+
+    def _log_stats(self, trainer: L.Trainer | None, index: int) -> None:
+        if trainer is None:
+            return
+        metrics = {f"gkd/{k}": v for k, v in self.last_stats.items()} | {"gkd/set_index": float(index)}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        rank_zero_info(
+            f"GKD set {index}: {int(self.last_stats['n_images'])} images in {self.last_stats['gen_seconds']:.1f} s"
+        )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:  # noqa: ANN401 - Lightning batch
+        """Augment synthetic training batches (real data module's recipe) and label them on that view."""
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return batch
+        x, logits, y = batch
+        x = self.real.augment(x, make_rng(self.seed, trainer.global_step, trainer.global_rank, device=x.device))
+        if self.teacher is not None and self.label_on_view:
+            logits = teacher_logits(self.teacher, x)
+        return x, logits, y
+
+    # -- real evaluation splits ----------------------------------------------------------------------------------
+    def val_dataloader(self) -> DataLoader:
+        """The real validation split."""
+        return self.real.val_dataloader()
+
+    def test_dataloader(self) -> DataLoader:
+        """The real test split."""
+        return self.real.test_dataloader()
+
+    def predict_dataloader(self) -> DataLoader:
+        """The real test split."""
+        return self.real.predict_dataloader()

@@ -1,0 +1,259 @@
+"""Checkpoint optimisation and sampling tuning (KR stages 2 and 3), scored by CAS on the real **val** split.
+
+Each candidate (a generator checkpoint, or a setting of guidance / steps / sampler for the chosen checkpoint)
+draws one static synthetic set, trains a quick student on it (hard or teacher soft labels) for one or more seeds
+and is scored by the students' final accuracy on the real validation split. The test split is never read.
+Every candidate's result is written to ``<out>/candidates/<id>.json`` as soon as it is known, so an interrupted
+selection resumes where it stopped; ``selection.json`` lists all candidates and the winner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+from torch import nn
+
+from kr_lightning import artifacts
+from kr_lightning.data.base import ImageDataModule
+from kr_lightning.distill.datamodule import GKDDataModule
+from kr_lightning.models.networks import SmallCNN
+from kr_lightning.models.sampling import SamplerKind
+from kr_lightning.models.student import Student
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point of the search: a generator and its sampling knobs."""
+
+    generator: str
+    steps: int
+    guidance: float
+    sampler: str
+
+    @property
+    def key(self) -> str:
+        """Stable file name of this candidate's result."""
+        digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        return f"{Path(self.generator).stem}-{self.sampler}-s{self.steps}-g{self.guidance:g}-{digest}"
+
+
+@dataclass(frozen=True)
+class QuickStudent:
+    """The recipe that scores a candidate (kept small: it runs once per candidate and seed)."""
+
+    net: Callable[[int, int], nn.Module]
+    labels: Literal["hard", "soft"]
+    teacher_ckpt: str | None
+    epochs: int
+    lr: float
+    weight_decay: float
+    batch_size: int
+    multiplier: float
+    seeds: list[int]
+    accelerator: str
+
+
+def generator_checkpoints(run: Path) -> list[Path]:
+    """Every kept checkpoint of a generator run (``checkpoints/*.ckpt`` except ``last.ckpt``), by epoch."""
+    found = [p for p in sorted((Path(run) / "checkpoints").glob("*.ckpt")) if p.name != "last.ckpt"]
+    if not found:
+        raise FileNotFoundError(
+            f"no generator checkpoints in {Path(run) / 'checkpoints'}; train the generator stage first "
+            "(its ModelCheckpoint keeps one every N epochs)"
+        )
+    return found
+
+
+def checkpoint_epoch(path: str) -> int | None:
+    """The epoch number in a ``gen-epochNNN.ckpt`` name."""
+    match = re.search(r"epoch(\d+)", Path(path).stem)
+    return int(match.group(1)) if match else None
+
+
+def score_candidate(candidate: Candidate, real: ImageDataModule, recipe: QuickStudent, seed: int) -> dict[str, Any]:
+    """Train ``recipe`` on one static synthetic set of ``candidate`` per seed; mean final val accuracy / AUC."""
+    data = GKDDataModule(
+        real=real,
+        generator=candidate.generator,
+        teacher_ckpt=recipe.teacher_ckpt if recipe.labels == "soft" else None,
+        regenerate_every=0,
+        multiplier=recipe.multiplier,
+        steps=candidate.steps,
+        guidance=candidate.guidance,
+        sampler=candidate.sampler,  # type: ignore[arg-type]
+        batch_size=recipe.batch_size,
+        seed=seed,
+    )
+    runs = []
+    for student_seed in recipe.seeds:
+        L.seed_everything(student_seed, verbose=False)
+        student = Student(
+            num_classes=real.num_classes,
+            in_channels=real.in_channels,
+            image_size=real.image_size,
+            net=recipe.net,
+            lr=recipe.lr,
+            weight_decay=recipe.weight_decay,
+            alpha=1.0 if recipe.labels == "hard" else 0.0,
+        )
+        trainer = L.Trainer(
+            max_epochs=recipe.epochs,
+            accelerator=recipe.accelerator,
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            check_val_every_n_epoch=recipe.epochs,
+            reload_dataloaders_every_n_epochs=1,
+        )
+        trainer.fit(student, datamodule=data)
+        metrics = trainer.callback_metrics
+        runs.append({"seed": student_seed, "val_acc": float(metrics["val/acc"]), "val_auc": float(metrics["val/auc"])})
+    gen_seconds = data.last_stats["gen_seconds"]
+    return {
+        **asdict(candidate),
+        "epoch": checkpoint_epoch(candidate.generator),
+        "val_acc": sum(r["val_acc"] for r in runs) / len(runs),
+        "val_auc": sum(r["val_auc"] for r in runs) / len(runs),
+        "runs": runs,
+        "gen_seconds": gen_seconds,
+        "teacher_agreement": data.last_stats.get("teacher_agreement"),
+    }
+
+
+def best_of(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Highest mean val accuracy; ties go to the higher val AUC, then to the earlier candidate."""
+    return max(results, key=lambda r: (round(r["val_acc"], 6), round(r["val_auc"], 6)))
+
+
+def run_search(
+    candidates: list[Candidate], real: ImageDataModule, recipe: QuickStudent, seed: int, folder: Path
+) -> list[dict[str, Any]]:
+    """Score each candidate once; results already in ``folder`` are reused (resume)."""
+    results = []
+    for candidate in candidates:
+        path = folder / f"{candidate.key}.json"
+        if path.is_file():
+            results.append(json.loads(path.read_text()))
+            continue
+        result = score_candidate(candidate, real, recipe, seed)
+        artifacts.write_json(path, result)
+        print(
+            f"select: {candidate.key}: val acc {result['val_acc']:.4f}, val auc {result['val_auc']:.4f} "
+            f"({result['gen_seconds']:.0f} s generation)"
+        )
+        results.append(result)
+    return results
+
+
+def plot_selection(path: Path, checkpoints: list[dict[str, Any]], knobs: list[dict[str, Any]]) -> None:
+    """Val CAS per checkpoint epoch (left) and per sampling setting (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), constrained_layout=True)
+    xs = [r["epoch"] if r["epoch"] is not None else i for i, r in enumerate(checkpoints)]
+    left.plot(xs, [r["val_acc"] for r in checkpoints], "o-", label="val acc")
+    left.plot(xs, [r["val_auc"] for r in checkpoints], "s--", label="val auc")
+    left.set(xlabel="generator epoch", ylabel="CAS on val", title="checkpoint optimisation")
+    left.legend()
+    labels = [f"{r['sampler']}\n{r['steps']} st, w={r['guidance']:g}" for r in knobs]
+    right.bar(range(len(knobs)), [r["val_acc"] for r in knobs])
+    right.set_xticks(range(len(knobs)), labels, rotation=90, fontsize=7)
+    right.set(ylabel="CAS on val (acc)", title="sampling tuning")
+    low = min([r["val_acc"] for r in checkpoints + knobs] + [1.0])
+    right.set_ylim(max(0.0, low - 0.05), 1.0)
+    artifacts.save_figure(path, fig, dpi=120)
+    plt.close(fig)
+
+
+def select(
+    *,
+    generator_run: str,
+    data: ImageDataModule,
+    out: str,
+    checkpoints: list[str] | None = None,
+    steps: int = 20,
+    guidance: float = 2.0,
+    sampler: SamplerKind = "ddim",
+    guidance_grid: list[float] = [1.0, 2.0, 3.0],  # noqa: B006 - jsonargparse needs a literal default
+    steps_grid: list[int] = [10, 20],  # noqa: B006
+    sampler_grid: list[SamplerKind] = ["dpmsolver++"],  # noqa: B006
+    labels: Literal["hard", "soft"] = "hard",
+    teacher_ckpt: str | None = None,
+    net: Callable[[int, int], nn.Module] = SmallCNN,
+    epochs: int = 30,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-3,
+    batch_size: int = 64,
+    multiplier: float = 1.0,
+    seeds: list[int] = [0],  # noqa: B006
+    seed: int = 0,
+    accelerator: str = "auto",
+) -> Path:
+    """Checkpoint optimisation, then sampling tuning, by CAS on the real validation split.
+
+    Stage 1 scores every kept generator checkpoint with fixed knobs (``steps``, ``guidance``, ``sampler``);
+    stage 2 scores the best checkpoint on the grid ``sampler_grid x steps_grid x guidance_grid``. Writes
+    ``<out>/selection.json`` (every candidate's val accuracy / AUC and the winner, which the student config reads
+    through ``data.selection``) and ``<out>/selection.png``.
+
+    Args:
+        generator_run: Generator run folder (its ``checkpoints/`` are scored).
+        data: The real dataset (only its train size, metadata and **val** split are used).
+        out: Output folder.
+        checkpoints: Score these checkpoints instead of every kept one.
+        steps: Sampler steps while scoring checkpoints.
+        guidance: Guidance scale while scoring checkpoints.
+        sampler: Sampler while scoring checkpoints.
+        guidance_grid: Guidance scales tried in stage 2.
+        steps_grid: Step counts tried in stage 2.
+        sampler_grid: Samplers tried in stage 2.
+        labels: Quick-student labels: the generator's class (``hard``) or the teacher's softmax (``soft``).
+        teacher_ckpt: Teacher checkpoint (needed for ``soft``).
+        net: Quick-student backbone, called as ``net(in_channels, num_classes)``.
+        epochs: Quick-student epochs.
+        lr: Quick-student learning rate.
+        weight_decay: Quick-student weight decay.
+        batch_size: Quick-student batch size.
+        multiplier: Synthetic set size per candidate, as a multiple of the real train split.
+        seeds: Quick-student seeds (the score is their mean).
+        seed: Seed of the synthetic sets (the same noise for every candidate).
+        accelerator: Lightning accelerator for the quick students and generation.
+    """
+    if labels == "soft" and teacher_ckpt is None:
+        raise ValueError("labels: soft needs teacher_ckpt")
+    folder = Path(out)
+    paths = checkpoints or [str(p) for p in generator_checkpoints(Path(generator_run))]
+    recipe = QuickStudent(
+        net, labels, teacher_ckpt, epochs, lr, weight_decay, batch_size, multiplier, seeds, accelerator
+    )
+    stage1 = [Candidate(p, steps, guidance, sampler) for p in paths]
+    by_checkpoint = run_search(stage1, data, recipe, seed, folder / "candidates")
+    best_ckpt = best_of(by_checkpoint)["generator"]
+    stage2 = [Candidate(best_ckpt, st, g, s) for s in sampler_grid for st in steps_grid for g in guidance_grid]
+    by_knobs = run_search(stage2, data, recipe, seed, folder / "candidates")
+    winner = best_of(by_knobs + [r for r in by_checkpoint if r["generator"] == best_ckpt])
+    summary = {
+        "dataset": data.name,
+        "score": "mean final val/acc of quick students (ties: val/auc); the test split is never read",
+        "recipe": {k: v for k, v in asdict(recipe).items() if k != "net"} | {"seed": seed},
+        "checkpoints": by_checkpoint,
+        "knobs": by_knobs,
+        "winner": {k: winner[k] for k in ("generator", "steps", "guidance", "sampler", "val_acc", "val_auc")},
+    }
+    artifacts.write_json(folder / "selection.json", summary)
+    plot_selection(folder / "selection.png", by_checkpoint, by_knobs)
+    print(f"select: winner {summary['winner']} -> {folder / 'selection.json'}")
+    return folder / "selection.json"

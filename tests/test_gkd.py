@@ -1,0 +1,222 @@
+import functools
+import hashlib
+import json
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from conftest import CONFIGS
+from kr_lightning.cli import main
+from kr_lightning.data import DigitsDataModule
+from kr_lightning.distill import GKDDataModule
+from kr_lightning.distill.synthesis import balanced_labels
+from kr_lightning.models import SmallCNN, Student
+
+
+def gkd(generator_run, teacher=None, **kw):
+    args = {"counts": [2] * 10, "steps": 2, "batch_size": 10} | kw
+    dm = GKDDataModule(
+        real=DigitsDataModule(max_shift=1),
+        generator=str(generator_run / "export"),
+        teacher_ckpt=None if teacher is None else str(teacher),
+        seed=3,
+        **args,
+    )
+    dm.setup("fit")
+    return dm
+
+
+def student_args(run, generator_run, teacher, *extra):
+    return [
+        "fit",
+        "--config",
+        str(CONFIGS / "tiny_student.yaml"),
+        f"--trainer.default_root_dir={run}",
+        f"--data.generator={generator_run / 'export'}",
+        f"--data.teacher_ckpt={teacher}",
+        *extra,
+    ]
+
+
+def test_regeneration_is_a_pure_function_of_seed_set_and_rank(tiny_generator_run, tiny_digits_teacher):
+    dm = gkd(tiny_generator_run, tiny_digits_teacher)
+    a, b = dm.generate(0, rank=0, world_size=1), dm.generate(0, rank=0, world_size=1)
+    for ta, tb in zip(a.tensors, b.tensors, strict=True):
+        assert torch.equal(ta, tb)
+    nxt = dm.generate(1, rank=0, world_size=1)
+    assert not torch.equal(a.tensors[0], nxt.tensors[0])
+    assert torch.equal(a.tensors[2], nxt.tensors[2])  # same class balance
+
+
+def test_ranks_draw_disjoint_equal_shards(tiny_generator_run):
+    dm = gkd(tiny_generator_run, counts=[4] * 10)
+    r0, r1 = dm.generate(0, rank=0, world_size=2), dm.generate(0, rank=1, world_size=2)
+    assert len(r0) == len(r1) == 20
+    assert torch.equal(r0.tensors[2], r1.tensors[2])
+    images0 = {img.numpy().tobytes() for img in r0.tensors[0]}
+    assert not images0 & {img.numpy().tobytes() for img in r1.tensors[0]}
+
+
+def test_set_index_follows_the_schedule(tiny_generator_run):
+    assert [gkd(tiny_generator_run, regenerate_every=3).set_index(e) for e in range(7)] == [0, 0, 0, 1, 1, 1, 2]
+    assert {gkd(tiny_generator_run, regenerate_every=0).set_index(e) for e in range(5)} == {0}
+
+
+def test_balanced_labels():
+    assert torch.bincount(balanced_labels(3, 10)).tolist() == [4, 3, 3]
+    assert torch.bincount(balanced_labels(2, 546)).tolist() == [273, 273]
+
+
+def test_soft_labels_are_distributions_from_the_teacher(tiny_generator_run, tiny_digits_teacher):
+    dm = gkd(tiny_generator_run, tiny_digits_teacher)
+    x, logits, y = dm.generate(0, rank=0, world_size=1).tensors
+    with torch.no_grad():
+        expected = dm.teacher(x)
+    torch.testing.assert_close(logits, expected)
+    probs = (logits / 2.0).softmax(-1)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(len(x)))
+    assert (probs >= 0).all()
+    assert set(dm.last_stats) >= {"gen_seconds", "teacher_confidence", "teacher_entropy", "teacher_agreement"}
+
+
+def test_without_teacher_targets_are_absent_and_student_refuses_soft(tmp_path, tiny_generator_run):
+    dm = gkd(tiny_generator_run)
+    assert not dm.has_teacher and torch.count_nonzero(dm.generate(0, 0, 1).tensors[1]) == 0
+    with pytest.raises(ValueError, match="no teacher"):
+        main(
+            [
+                "fit",
+                "--config",
+                str(CONFIGS / "tiny_student.yaml"),
+                f"--trainer.default_root_dir={tmp_path}",
+                f"--data.generator={tiny_generator_run / 'export'}",
+            ]
+        )
+
+
+def test_trainer_must_reload_loaders(tmp_path, tiny_generator_run, tiny_digits_teacher):
+    with pytest.raises(ValueError, match="reload_dataloaders_every_n_epochs: 1"):
+        main(
+            student_args(
+                tmp_path, tiny_generator_run, tiny_digits_teacher, "--trainer.reload_dataloaders_every_n_epochs=0"
+            )
+        )
+
+
+def test_mismatched_teacher_is_refused(tmp_path, tiny_root, tiny_generator_run):
+    run = tmp_path / "teacher"
+    main(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "tiny_teacher.yaml"),
+            f"--trainer.default_root_dir={run}",
+            f"--data.root={tiny_root}",
+            "--trainer.max_epochs=1",
+        ]
+    )
+    with pytest.raises(ValueError, match=r"teacher .* does not fit dataset 'digits': classes 2 \(data: 10\)"):
+        gkd(tiny_generator_run, run / "checkpoints" / "best.ckpt")
+
+
+def test_selection_file_supplies_generator_and_knobs(tmp_path, tiny_generator_run):
+    selection = tmp_path / "selection.json"
+    winner = {"generator": str(tiny_generator_run / "export"), "steps": 3, "guidance": 1.5, "sampler": "dpmsolver++"}
+    selection.write_text(json.dumps({"winner": winner}))
+    dm = GKDDataModule(real=DigitsDataModule(), selection=str(selection), guidance=2.5)
+    dm.setup("fit")
+    assert dm.knobs == {"steps": 3, "guidance": 2.5, "sampler": "dpmsolver++"}
+
+
+def test_frozen_models_get_no_gradients_and_stay_out_of_the_student(tmp_path, tiny_generator_run, tiny_digits_teacher):
+    run = tmp_path / "student"
+    main(student_args(run, tiny_generator_run, tiny_digits_teacher))
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert all(k.startswith("net.") for k in ckpt["state_dict"]), sorted(ckpt["state_dict"])[:5]
+    student_params = sum(p.numel() for p in SmallCNN(1, 10, width=8).parameters())
+    saved_params = sum(
+        v.numel() for k, v in ckpt["state_dict"].items() if "running" not in k and "num_batches" not in k
+    )
+    assert saved_params == student_params
+    state = ckpt["optimizer_states"][0]["state"]
+    assert sum(s["exp_avg"].numel() for s in state.values()) == student_params
+
+
+class StopAt(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated kill")
+
+
+def test_resume_after_interruption_ends_with_the_same_weights(tmp_path, tiny_generator_run, tiny_digits_teacher):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    args = ("--trainer.max_epochs=3", "--trainer.deterministic=true")
+    main(student_args(full, tiny_generator_run, tiny_digits_teacher, *args))
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        main(
+            student_args(
+                cut,
+                tiny_generator_run,
+                tiny_digits_teacher,
+                *args,
+                "--trainer.callbacks+=tests.test_gkd.StopAt",
+                "--trainer.callbacks.epoch=2",
+            )
+        )
+    assert torch.load(cut / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    main(student_args(cut, tiny_generator_run, tiny_digits_teacher, *args))
+    a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+class RecordImages(Callback):
+    def __init__(self, folder):
+        self.folder = folder
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        path = self.folder / f"rank{trainer.global_rank}_epoch{trainer.current_epoch}.txt"
+        with path.open("a") as fh:
+            for image in batch[0]:
+                fh.write(hashlib.sha1(image.cpu().numpy().tobytes()).hexdigest() + "\n")
+
+
+def test_ddp_two_cpu_processes_train_on_different_images(tmp_path, tiny_generator_run, tiny_digits_teacher):
+    dm = GKDDataModule(
+        real=DigitsDataModule(),
+        generator=str(tiny_generator_run / "export"),
+        teacher_ckpt=str(tiny_digits_teacher),
+        counts=[4] * 10,
+        steps=2,
+        batch_size=5,
+        seed=1,
+        label_on_view=False,
+    )
+    model = Student(num_classes=10, in_channels=1, image_size=8, net=functools.partial(SmallCNN, width=8))
+    trainer = L.Trainer(
+        accelerator="cpu",
+        strategy="ddp_spawn",
+        devices=2,
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        reload_dataloaders_every_n_epochs=1,
+        callbacks=[RecordImages(tmp_path)],
+    )
+    trainer.fit(model, datamodule=dm)
+    seen = {p.stem: p.read_text().split() for p in tmp_path.glob("rank*_epoch*.txt")}
+    assert set(seen) == {"rank0_epoch0", "rank1_epoch0", "rank0_epoch1", "rank1_epoch1"}
+    for epoch in (0, 1):
+        r0, r1 = seen[f"rank0_epoch{epoch}"], seen[f"rank1_epoch{epoch}"]
+        assert len(r0) == len(r1) == 20 and len(set(r0)) == 20
+        assert not set(r0) & set(r1)
+    assert not set(seen["rank0_epoch0"]) & set(seen["rank0_epoch1"])

@@ -1,0 +1,84 @@
+import json
+
+import pytest
+
+from conftest import CONFIGS
+from kr_lightning.cli import main
+from kr_lightning.data.base import ImageDataModule
+
+
+def run_select(generator_run, out, *extra):
+    main(
+        [
+            "select",
+            "--config",
+            str(CONFIGS / "tiny_select.yaml"),
+            f"--generator_run={generator_run}",
+            f"--out={out}",
+            *extra,
+        ]
+    )
+    return json.loads((out / "selection.json").read_text())
+
+
+def test_select_scores_every_checkpoint_then_the_knob_grid(tmp_path, tiny_generator_run):
+    result = run_select(tiny_generator_run, tmp_path / "select")
+    assert [c["epoch"] for c in result["checkpoints"]] == [0, 1]
+    assert sorted(k["guidance"] for k in result["knobs"]) == [1.0, 3.0]
+    for row in result["checkpoints"] + result["knobs"]:
+        assert 0.0 <= row["val_acc"] <= 1.0 and 0.0 <= row["val_auc"] <= 1.0
+    winner = result["winner"]
+    assert winner["generator"] in {c["generator"] for c in result["checkpoints"]}
+    best = max(result["checkpoints"] + result["knobs"], key=lambda r: (r["val_acc"], r["val_auc"]))
+    assert winner["val_acc"] == best["val_acc"]
+    assert (tmp_path / "select" / "selection.png").is_file()
+
+
+def test_select_never_reads_the_test_split(tmp_path, tiny_generator_run, monkeypatch):
+    requested = []
+    original = ImageDataModule.split
+
+    def spy(self, name):
+        requested.append(name)
+        return original(self, name)
+
+    def forbidden(self):
+        raise AssertionError("selection touched the test split")
+
+    monkeypatch.setattr(ImageDataModule, "split", spy)
+    monkeypatch.setattr(ImageDataModule, "test_dataloader", forbidden)
+    monkeypatch.setattr(ImageDataModule, "predict_dataloader", forbidden)
+    run_select(tiny_generator_run, tmp_path / "select")
+    assert "val" in requested and "test" not in requested
+
+
+def test_select_resumes_from_finished_candidates(tmp_path, tiny_generator_run, capsys):
+    out = tmp_path / "select"
+    first = run_select(tiny_generator_run, out)
+    capsys.readouterr()
+    second = run_select(tiny_generator_run, out)
+    assert "val acc" not in capsys.readouterr().out  # nothing was scored again
+    assert first == second
+
+
+def test_soft_selection_needs_a_teacher(tmp_path, tiny_generator_run):
+    with pytest.raises(ValueError, match="labels: soft needs teacher_ckpt"):
+        run_select(tiny_generator_run, tmp_path, "--labels=soft")
+
+
+def test_student_reads_the_selection(tmp_path, tiny_generator_run, tiny_digits_teacher):
+    run_select(tiny_generator_run, tmp_path / "select")
+    run = tmp_path / "student"
+    main(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "tiny_student.yaml"),
+            f"--trainer.default_root_dir={run}",
+            f"--data.selection={tmp_path / 'select' / 'selection.json'}",
+            f"--data.teacher_ckpt={tiny_digits_teacher}",
+            "--data.steps=null",
+            "--trainer.max_epochs=1",
+        ]
+    )
+    assert (run / "checkpoints" / "last.ckpt").is_file()
