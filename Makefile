@@ -25,8 +25,8 @@ lint: install  ## ruff lint + format check
 format: install  ## ruff format + autofix
 	$(PY) -m ruff format . && $(PY) -m ruff check --fix .
 
-quickstart: install  ## the pipeline on the embedded digits dataset (CPU, no network)
-	$(PY) -m kr_lightning fit --config experiments/digits/teacher.yaml && $(PY) -m kr_lightning test --config experiments/digits/teacher.yaml
+quickstart: install  ## the whole KR pipeline on the embedded digits dataset (CPU, no network), prints the table
+	$(PY) -m kr_lightning pipeline --datasets='[digits]' --profile=cpu --name=quickstart
 
 clean:  ## remove run folders and caches (keeps .venv)
 	rm -rf runs results .pytest_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from kr_lightning import artifacts
+from kr_lightning.errors import DataError, MissingInputError
 
 
 def run_dir(trainer: L.Trainer) -> Path:
@@ -59,12 +61,29 @@ def _medmnist_evaluator(datamodule: Any, probs: Any) -> dict[str, float] | None:
     return {"acc": float(acc), "auc": float(auc)}
 
 
+@rank_zero_only
+def mark_finished(folder: Path, trainer: L.Trainer) -> None:
+    """Add the end time, epochs and checkpoint paths to ``run.json`` (the pipeline's "stage done" marker)."""
+    record = read_json(folder / "run.json") if (folder / "run.json").is_file() else {}
+    best = next((cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.best_model_path), None)
+    now = datetime.now(timezone.utc)
+    started = record.get("started")
+    record |= {
+        "finished": now.isoformat(timespec="seconds"),
+        "wall_seconds": round((now - datetime.fromisoformat(started)).total_seconds(), 1) if started else None,
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "best_ckpt": best,
+    }
+    artifacts.write_json(folder / "run.json", record)
+
+
 def read_json(path: str | Path) -> dict[str, Any]:
     """Read a JSON artifact, naming the file when it is missing or corrupt."""
     path = Path(path)
     try:
         return json.loads(path.read_text())
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"expected {path}; run the stage that writes it first") from err
+        raise MissingInputError(f"expected {path}; run the stage that writes it first") from err
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); delete it and rerun the stage that writes it") from err
+        raise DataError(f"{path} is not valid JSON ({err}); delete it and rerun the stage that writes it") from err

@@ -10,6 +10,7 @@ import torch
 
 from kr_lightning import artifacts
 from kr_lightning.data.arrays import to_uint8
+from kr_lightning.errors import ConfigError, RunExistsError
 from kr_lightning.grids import class_rows, save_grid
 from kr_lightning.models.frozen_generator import FrozenGenerator
 from kr_lightning.models.sampling import SamplerKind
@@ -26,11 +27,11 @@ def resolve_device(device: str) -> torch.device:
 def class_counts(num_classes: int, per_class: int | None, counts: list[int] | None) -> list[int]:
     """Images per class from either a single ``per_class`` or explicit ``counts`` (one per class)."""
     if (per_class is None) == (counts is None):
-        raise ValueError("give exactly one of per_class or counts")
+        raise ConfigError("give exactly one of per_class or counts")
     if counts is None:
         counts = [int(per_class)] * num_classes
     if len(counts) != num_classes or min(counts) < 0:
-        raise ValueError(f"counts needs {num_classes} non-negative entries (one per class); got {counts}")
+        raise ConfigError(f"counts needs {num_classes} non-negative entries (one per class); got {counts}")
     return counts
 
 
@@ -68,9 +69,9 @@ def sample(
     """
     out_path = Path(out)
     if out_path.suffix != ".npz":
-        raise ValueError(f"out must end in .npz; got {out_path}")
+        raise ConfigError(f"out must end in .npz; got {out_path}")
     if out_path.exists() and not overwrite:
-        raise FileExistsError(f"{out_path} exists; pass --overwrite=true to replace it")
+        raise RunExistsError(f"{out_path} exists; pass --overwrite=true to replace it")
     dev = resolve_device(device)
     frozen = FrozenGenerator.load(generator, device=dev)
     per = class_counts(frozen.num_classes, per_class, counts)

@@ -90,3 +90,16 @@ def real_data_root() -> Path | None:
         if candidate and (Path(candidate) / "breastmnist.npz").is_file():
             return Path(candidate)
     return None
+
+
+def cli_error(capsys: pytest.CaptureFixture, args: list[str]) -> str:
+    """Run the CLI in process, expect the user-error exit (status 2) and return its message."""
+    from kr_lightning.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2, f"expected exit status 2, got {exit_info.value.code}"
+    err = capsys.readouterr().err
+    assert err.count("kr_lightning: error:") == 1, f"expected one error message, got: {err[-2000:]}"
+    return err[err.index("kr_lightning: error:") :]

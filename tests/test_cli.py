@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CONFIGS, REPO
+from conftest import CONFIGS, REPO, cli_error
 from kr_lightning.cli import main
 
 
@@ -78,23 +79,23 @@ def test_test_writes_metrics_and_predictions(tmp_path, tiny_root):
     assert (run / "metrics.csv").is_file(), "test must not delete the fit logs"
 
 
-def test_test_without_a_trained_run_explains(tmp_path, tiny_root):
-    with pytest.raises(SystemExit, match="no checkpoint to test.*Run `fit`"):
-        main(
-            [
-                "test",
-                "--config",
-                str(CONFIGS / "tiny_teacher.yaml"),
-                f"--trainer.default_root_dir={tmp_path}",
-                f"--data.root={tiny_root}",
-            ]
-        )
+def test_test_without_a_trained_run_explains(tmp_path, tiny_root, capsys):
+    args = [
+        "test",
+        "--config",
+        str(CONFIGS / "tiny_teacher.yaml"),
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--data.root={tiny_root}",
+    ]
+    assert re.search("no checkpoint to test.*Run `fit`", cli_error(capsys, args))
 
 
 def test_rerun_resumes_from_last_and_keeps_logs(tmp_path, tiny_root, capsys):
     run = tmp_path / "run"
-    fit_teacher(run, tiny_root, "--trainer.max_epochs=1")
-    fit_teacher(run, tiny_root, "--trainer.max_epochs=2")
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        fit_teacher(run, tiny_root, "--trainer.callbacks+=test_gkd.StopAt", "--trainer.callbacks.epoch=1")
+    assert "finished" not in json.loads((run / "run.json").read_text())
+    fit_teacher(run, tiny_root)
     assert "resuming from" in capsys.readouterr().out
     epochs = {line.split(",")[0] for line in (run / "metrics.csv").read_text().splitlines()[1:]}
     assert epochs == {"0", "1"}

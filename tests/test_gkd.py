@@ -7,7 +7,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from conftest import CONFIGS
+from conftest import CONFIGS, cli_error
 from kr_lightning.cli import main
 from kr_lightning.data import DigitsDataModule
 from kr_lightning.distill import GKDDataModule
@@ -81,28 +81,26 @@ def test_soft_labels_are_distributions_from_the_teacher(tiny_generator_run, tiny
     assert set(dm.last_stats) >= {"gen_seconds", "teacher_confidence", "teacher_entropy", "teacher_agreement"}
 
 
-def test_without_teacher_targets_are_absent_and_student_refuses_soft(tmp_path, tiny_generator_run):
+def test_without_teacher_targets_are_absent_and_student_refuses_soft(tmp_path, tiny_generator_run, capsys):
     dm = gkd(tiny_generator_run)
     assert not dm.has_teacher and torch.count_nonzero(dm.generate(0, 0, 1).tensors[1]) == 0
-    with pytest.raises(ValueError, match="no teacher"):
-        main(
-            [
-                "fit",
-                "--config",
-                str(CONFIGS / "tiny_student.yaml"),
-                f"--trainer.default_root_dir={tmp_path}",
-                f"--data.generator={tiny_generator_run / 'export'}",
-            ]
-        )
+    assert "no teacher" in cli_error(
+        capsys,
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "tiny_student.yaml"),
+            f"--trainer.default_root_dir={tmp_path}",
+            f"--data.generator={tiny_generator_run / 'export'}",
+        ],
+    )
 
 
-def test_trainer_must_reload_loaders(tmp_path, tiny_generator_run, tiny_digits_teacher):
-    with pytest.raises(ValueError, match="reload_dataloaders_every_n_epochs: 1"):
-        main(
-            student_args(
-                tmp_path, tiny_generator_run, tiny_digits_teacher, "--trainer.reload_dataloaders_every_n_epochs=0"
-            )
-        )
+def test_trainer_must_reload_loaders(tmp_path, tiny_generator_run, tiny_digits_teacher, capsys):
+    args = student_args(
+        tmp_path, tiny_generator_run, tiny_digits_teacher, "--trainer.reload_dataloaders_every_n_epochs=0"
+    )
+    assert "reload_dataloaders_every_n_epochs: 1" in cli_error(capsys, args)
 
 
 def test_mismatched_teacher_is_refused(tmp_path, tiny_root, tiny_generator_run):
@@ -220,3 +218,19 @@ def test_ddp_two_cpu_processes_train_on_different_images(tmp_path, tiny_generato
         assert len(r0) == len(r1) == 20 and len(set(r0)) == 20
         assert not set(r0) & set(r1)
     assert not set(seen["rank0_epoch0"]) & set(seen["rank0_epoch1"])
+
+
+def test_cache_dir_reuses_generated_sets(tmp_path, tiny_generator_run, monkeypatch):
+    dm = gkd(tiny_generator_run, cache_dir=str(tmp_path / "cache"))
+    first = dm.generate(2, rank=0, world_size=1).tensors[0]
+    assert len(list((tmp_path / "cache").glob("set0002-rank0-*.pt"))) == 1
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("a cached set was generated again")
+
+    monkeypatch.setattr("kr_lightning.distill.datamodule.synthesize", no_sampling)
+    again = gkd(tiny_generator_run, cache_dir=str(tmp_path / "cache")).generate(2, rank=0, world_size=1).tensors[0]
+    assert torch.equal(first, again)
+    other = gkd(tiny_generator_run, cache_dir=str(tmp_path / "cache"), guidance=3.0)
+    with pytest.raises(AssertionError, match="generated again"):
+        other.generate(2, rank=0, world_size=1)

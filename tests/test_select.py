@@ -61,9 +61,10 @@ def test_select_resumes_from_finished_candidates(tmp_path, tiny_generator_run, c
     assert first == second
 
 
-def test_soft_selection_needs_a_teacher(tmp_path, tiny_generator_run):
-    with pytest.raises(ValueError, match="labels: soft needs teacher_ckpt"):
+def test_soft_selection_needs_a_teacher(tmp_path, tiny_generator_run, capsys):
+    with pytest.raises(SystemExit):
         run_select(tiny_generator_run, tmp_path, "--labels=soft")
+    assert "labels: soft needs teacher_ckpt" in capsys.readouterr().err
 
 
 def test_student_reads_the_selection(tmp_path, tiny_generator_run, tiny_digits_teacher):

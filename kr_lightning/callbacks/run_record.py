@@ -42,7 +42,7 @@ class RunRecord(SaveConfigCallback):
     """Writes ``config.yaml`` (LightningCLI's full config) and ``run.json`` into the run folder (rank 0)."""
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Write ``run.json`` next to ``config.yaml``."""
+        """Write ``run.json`` next to ``config.yaml`` (``started``: this process's start)."""
         folder = Path(trainer.log_dir or trainer.default_root_dir)
         record = {
             "stage": stage,
@@ -52,5 +52,6 @@ class RunRecord(SaveConfigCallback):
             "python": platform.python_version(),
             "packages": package_versions(),
             "seed": self.config.get("seed_everything"),
+            "resumed_from": self.config.get("ckpt_path"),
         }
         artifacts.write_json(folder / "run.json", record)

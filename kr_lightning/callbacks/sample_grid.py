@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import Callback, WeightAveraging
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from kr_lightning.errors import ConfigError
 from kr_lightning.grids import grid_image, save_grid
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.runs import run_dir
@@ -50,11 +51,11 @@ class SampleGrid(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Check that the model can sample and that EMA swaps happen before this callback runs."""
         if not hasattr(pl_module, "frozen"):
-            raise TypeError(f"SampleGrid needs a DiffusionGenerator; got {type(pl_module).__name__}")
+            raise ConfigError(f"SampleGrid needs a DiffusionGenerator; got {type(pl_module).__name__}")
         mine = trainer.callbacks.index(self)
         late = [type(cb).__name__ for cb in trainer.callbacks[mine:] if isinstance(cb, WeightAveraging)]
         if late:
-            raise ValueError(f"list SampleGrid after {late} in trainer.callbacks so that grids show the EMA weights")
+            raise ConfigError(f"list SampleGrid after {late} in trainer.callbacks so that grids show the EMA weights")
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Grid of the (EMA) weights being validated."""

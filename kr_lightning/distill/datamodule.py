@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from kr_lightning import artifacts
 from kr_lightning.data.base import ImageDataModule
 from kr_lightning.data.info import DatasetInfo
 from kr_lightning.distill.synthesis import (
     balanced_labels,
     label_stats,
+    prior_labels,
     set_size,
     shard_size,
     synthesize,
     teacher_logits,
 )
+from kr_lightning.errors import ConfigError
 from kr_lightning.models.classifier import ClassifierModule
+from kr_lightning.models.fit_checks import check_fits_data
 from kr_lightning.models.frozen_generator import FrozenGenerator
-from kr_lightning.models.loading import check_fits_data, load_classifier
+from kr_lightning.models.loading import load_classifier
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.runs import read_json
 from kr_lightning.seeding import derive_seed, make_rng
@@ -52,12 +60,16 @@ class GKDDataModule(L.LightningDataModule):
         regenerate_every: Epochs between regenerations; ``0`` = one static set.
         multiplier: Synthetic set size as a multiple of the real train split (ignored with ``counts``).
         counts: Explicit images per class (summed over ranks).
+        class_balance: Class mix of the synthetic sets when ``counts`` is not given: ``uniform`` (METHOD.md's
+            class-balanced sets) or ``real`` (the real train split's class frequencies).
         steps: Sampler steps (``None``: selection, else the generator's default).
         guidance: Guidance scale (``None``: selection, else the generator's default).
         sampler: Sampler kind (``None``: selection, else the generator's default).
         label_on_view: Label each batch on its augmented view (else once per generated set).
         batch_size: Student batch size.
         gen_batch_size: Images per denoising batch.
+        cache_dir: Keep every generated set here and reuse it when the same set is asked for again (same
+            generator file, knobs, seed, set index, rank and labels); ``None`` keeps nothing on disk.
         seed: Seed of generation and shuffling; ``None`` takes the run's ``seed_everything``.
     """
 
@@ -70,21 +82,23 @@ class GKDDataModule(L.LightningDataModule):
         regenerate_every: int = 1,
         multiplier: float = 1.0,
         counts: list[int] | None = None,
+        class_balance: Literal["uniform", "real"] = "uniform",
         steps: int | None = None,
         guidance: float | None = None,
         sampler: SamplerKind | None = None,
         label_on_view: bool = True,
         batch_size: int = 64,
         gen_batch_size: int = 256,
+        cache_dir: str | None = None,
         seed: int | None = None,
     ) -> None:
         super().__init__()
         if regenerate_every < 0:
-            raise ValueError(f"regenerate_every must be >= 0 (0 = static set); got {regenerate_every}")
+            raise ConfigError(f"regenerate_every must be >= 0 (0 = static set); got {regenerate_every}")
         if multiplier <= 0:
-            raise ValueError(f"multiplier must be > 0; got {multiplier}")
+            raise ConfigError(f"multiplier must be > 0; got {multiplier}")
         if generator is None and selection is None:
-            raise ValueError(
+            raise ConfigError(
                 "GKDDataModule needs generator (checkpoint or export folder) or selection (selection.json)"
             )
         self.real = real
@@ -94,10 +108,12 @@ class GKDDataModule(L.LightningDataModule):
         self.regenerate_every = regenerate_every
         self.multiplier = multiplier
         self.counts = counts
+        self.class_balance = class_balance
         self.knobs: dict[str, Any] = {"steps": steps, "guidance": guidance, "sampler": sampler}
         self.label_on_view = label_on_view
         self.batch_size = batch_size
         self.gen_batch_size = gen_batch_size
+        self.cache_dir = cache_dir
         self.seed = 0 if seed is None else seed
         self.generator: FrozenGenerator | None = None
         self.teacher: ClassifierModule | None = None
@@ -141,7 +157,7 @@ class GKDDataModule(L.LightningDataModule):
         if self.selection is not None:
             winner = read_json(self.selection).get("winner")
             if not isinstance(winner, dict):
-                raise ValueError(f"{self.selection} has no 'winner'; rerun `python -m kr_lightning select`")
+                raise ConfigError(f"{self.selection} has no 'winner'; rerun `python -m kr_lightning select`")
             for key in chosen:
                 if chosen[key] is None:
                     chosen[key] = winner.get(key)
@@ -154,7 +170,7 @@ class GKDDataModule(L.LightningDataModule):
         if trainer is not None and stage in ("fit", None) and self.regenerate_every > 0:
             reload = trainer.reload_dataloaders_every_n_epochs
             if reload < 1 or self.regenerate_every % reload:
-                raise ValueError(
+                raise ConfigError(
                     f"GKDDataModule regenerates every {self.regenerate_every} epoch(s) but the Trainer reloads the "
                     f"train loader every {reload} epoch(s); set trainer.reload_dataloaders_every_n_epochs: 1"
                 )
@@ -184,20 +200,57 @@ class GKDDataModule(L.LightningDataModule):
         """The generator classes of one rank's shard (class-balanced, equal size on every rank)."""
         if self.counts is not None:
             if len(self.counts) != self.num_classes:
-                raise ValueError(f"counts needs one entry per class ({self.num_classes}); got {self.counts}")
+                raise ConfigError(f"counts needs one entry per class ({self.num_classes}); got {self.counts}")
             per_rank = [shard_size(c, world_size) if c else 0 for c in self.counts]
             return torch.repeat_interleave(torch.arange(self.num_classes), torch.tensor(per_rank))
-        total = set_size(self.multiplier, len(self.real.split("train")))
-        return balanced_labels(self.num_classes, shard_size(total, world_size))
+        train = self.real.split("train").labels
+        n_local = shard_size(set_size(self.multiplier, len(train)), world_size)
+        if self.class_balance == "uniform":
+            return balanced_labels(self.num_classes, n_local)
+        return prior_labels(np.bincount(train, minlength=self.num_classes), n_local)
+
+    def _cache_file(self, set_index: int, rank: int, labels: torch.Tensor) -> Path | None:
+        """Where set ``(set_index, rank)`` is cached; the name hashes everything the images depend on."""
+        if self.cache_dir is None:
+            return None
+        assert self.generator is not None
+        source = Path(self.generator.source)
+        weights = source / "unet" / "diffusion_pytorch_model.safetensors" if source.is_dir() else source
+        stat = weights.stat()
+        key = {
+            "generator": str(weights.resolve()),
+            "mtime": stat.st_mtime_ns,
+            "size": stat.st_size,
+            "knobs": self.knobs,
+            "seed": self.seed,
+            "set": set_index,
+            "rank": rank,
+            "labels": labels.tolist(),
+            "device": self.generator.device.type,
+        }
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return Path(self.cache_dir) / f"set{set_index:04d}-rank{rank}-{digest}.pt"
+
+    def images(self, set_index: int, rank: int, world_size: int, progress: bool = False) -> torch.Tensor:
+        """The images of set ``(set_index, rank)``: generated, or read from ``cache_dir`` when cached there."""
+        assert self.generator is not None, "call setup() first"
+        labels = self.local_labels(world_size)
+        path = self._cache_file(set_index, rank, labels)
+        if path is not None and path.is_file():
+            return torch.load(path, map_location=self.generator.device, weights_only=True)["x"]
+        rng = make_rng(self.seed, set_index, rank, device=self.generator.device)
+        x = synthesize(self.generator, labels, rng, batch_size=self.gen_batch_size, progress=progress, **self.knobs)
+        if path is not None:
+            artifacts.atomic_write(path, lambda fh: torch.save({"x": x.cpu(), "labels": labels}, fh))
+        return x
 
     def generate(self, set_index: int, rank: int, world_size: int, progress: bool = False) -> TensorDataset:
         """Synthetic set ``set_index`` of ``rank``: ``(x, teacher_logits, y)`` on the CPU; a pure function."""
         assert self.generator is not None, "call setup() first"
         device = self.generator.device
         labels = self.local_labels(world_size)
-        rng = make_rng(self.seed, set_index, rank, device=device)
         start = time.perf_counter()
-        x = synthesize(self.generator, labels, rng, batch_size=self.gen_batch_size, progress=progress, **self.knobs)
+        x = self.images(set_index, rank, world_size, progress=progress)
         gen_seconds = time.perf_counter() - start
         if self.teacher is not None:
             logits = teacher_logits(self.teacher, x)

@@ -23,6 +23,7 @@ from torch import nn
 from kr_lightning import artifacts
 from kr_lightning.data.base import ImageDataModule
 from kr_lightning.distill.datamodule import GKDDataModule
+from kr_lightning.errors import ConfigError, MissingInputError
 from kr_lightning.models.networks import SmallCNN
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.models.student import Student
@@ -64,7 +65,7 @@ def generator_checkpoints(run: Path) -> list[Path]:
     """Every kept checkpoint of a generator run (``checkpoints/*.ckpt`` except ``last.ckpt``), by epoch."""
     found = [p for p in sorted((Path(run) / "checkpoints").glob("*.ckpt")) if p.name != "last.ckpt"]
     if not found:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"no generator checkpoints in {Path(run) / 'checkpoints'}; train the generator stage first "
             "(its ModelCheckpoint keeps one every N epochs)"
         )
@@ -233,7 +234,7 @@ def select(
         accelerator: Lightning accelerator for the quick students and generation.
     """
     if labels == "soft" and teacher_ckpt is None:
-        raise ValueError("labels: soft needs teacher_ckpt")
+        raise ConfigError("labels: soft needs teacher_ckpt")
     folder = Path(out)
     paths = checkpoints or [str(p) for p in generator_checkpoints(Path(generator_run))]
     recipe = QuickStudent(

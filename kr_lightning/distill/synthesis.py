@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
+from kr_lightning.errors import ConfigError
 from kr_lightning.models.frozen_generator import FrozenGenerator
 from kr_lightning.models.sampling import SamplerKind
 
@@ -17,10 +19,18 @@ def balanced_labels(num_classes: int, n: int) -> torch.Tensor:
     return torch.repeat_interleave(torch.arange(num_classes), torch.tensor(counts))
 
 
+def prior_labels(class_counts: np.ndarray, n: int) -> torch.Tensor:
+    """``n`` class indices in proportion to ``class_counts`` (largest-remainder rounding), sorted."""
+    share = np.asarray(class_counts, dtype=np.float64) * n / max(1, int(np.sum(class_counts)))
+    counts = np.floor(share).astype(int)
+    counts[np.argsort(-(share - counts), kind="stable")[: n - counts.sum()]] += 1
+    return torch.repeat_interleave(torch.arange(len(counts)), torch.from_numpy(counts))
+
+
 def shard_size(total: int, world_size: int) -> int:
     """Images each rank generates: an equal share of ``total`` (the remainder is dropped)."""
     if total < world_size:
-        raise ValueError(f"cannot split {total} synthetic images over {world_size} ranks")
+        raise ConfigError(f"cannot split {total} synthetic images over {world_size} ranks")
     return total // world_size
 
 

@@ -14,6 +14,8 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC
 
+from kr_lightning.errors import DivergedError
+from kr_lightning.models.fit_checks import check_checkpoint_fits
 from kr_lightning.models.networks import SmallCNN
 
 
@@ -72,7 +74,7 @@ class ClassifierModule(L.LightningModule):
         """Compute and log ``train/loss``."""
         loss = self.loss(batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise DivergedError(
                 f"training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
                 "lower model.lr or check the data. The last good checkpoint is kept in the run folder."
             )
@@ -103,6 +105,10 @@ class ClassifierModule(L.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:  # noqa: ANN401
         """Class probabilities ``(B, K)``."""
         return self(batch[0]).float().softmax(-1)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse checkpoints of another stage or of other data, with a message saying which."""
+        check_checkpoint_fits(self, checkpoint)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW with a linear warm-up then cosine decay (or constant), stepped every batch."""

@@ -21,6 +21,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from kr_lightning import artifacts
+from kr_lightning.errors import CheckpointError, MissingInputError
 from kr_lightning.models.sampling import SamplerKind, sample
 from kr_lightning.models.unet import build_unet
 
@@ -165,7 +166,7 @@ class FrozenGenerator:
         elif path.is_file():
             generator = cls._from_checkpoint(path)
         else:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"generator not found: {path} (expected a DiffusionGenerator .ckpt or an export folder)"
             )
         generator.unet.eval().requires_grad_(False)
@@ -175,7 +176,7 @@ class FrozenGenerator:
     def _from_export(cls, folder: Path) -> FrozenGenerator:
         meta_path = folder / META_FILE
         if not meta_path.is_file() or not (folder / "unet").is_dir():
-            raise ValueError(
+            raise CheckpointError(
                 f"{folder} is not a kr_lightning generator export (expected {META_FILE}, unet/ and scheduler/); "
                 "point to the `export` folder of a generator run or to one of its .ckpt files"
             )
@@ -199,12 +200,12 @@ class FrozenGenerator:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises several types for corrupt or foreign files
-            raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+            raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
         hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
         state = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
         if not any(k.startswith("unet.") for k in state) or "block_out_channels" not in hp:
             kind = hp.get("_class_path", "unknown kind")
-            raise ValueError(
+            raise CheckpointError(
                 f"{path} is not a DiffusionGenerator checkpoint (it holds {kind}); pass the generator run's "
                 "checkpoint (runs/<dataset>/generator/checkpoints/*.ckpt) or its export folder"
             )

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
+from kr_lightning.errors import ConfigError, DivergedError
+from kr_lightning.models.fit_checks import check_checkpoint_fits
 from kr_lightning.models.frozen_generator import FrozenGenerator
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.models.unet import build_unet
@@ -78,7 +80,7 @@ class DiffusionGenerator(L.LightningModule):
     ) -> None:
         super().__init__()
         if not 0.0 <= label_dropout < 1.0:
-            raise ValueError(f"label_dropout must be in [0, 1); got {label_dropout}")
+            raise ConfigError(f"label_dropout must be in [0, 1); got {label_dropout}")
         self.save_hyperparameters()
         self.unet = build_unet(
             num_classes=num_classes,
@@ -140,7 +142,7 @@ class DiffusionGenerator(L.LightningModule):
         rng = make_rng(self.seed, self.global_step, self.global_rank, device=x.device)
         loss = self.diffusion_loss(x, y, rng)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise DivergedError(
                 f"diffusion loss became {loss.item()} at step {self.global_step}; lower model.lr. "
                 "The last good checkpoint is kept in the run folder."
             )
@@ -166,6 +168,10 @@ class DiffusionGenerator(L.LightningModule):
             sample_guidance=hp.sample_guidance,
             sampler=hp.sampler,
         )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse checkpoints of another stage or of other data, with a message saying which."""
+        check_checkpoint_fits(self, checkpoint)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW, linear warm-up then cosine decay to zero, stepped every batch."""

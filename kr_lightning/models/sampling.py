@@ -15,6 +15,8 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from tqdm.auto import tqdm
 
+from kr_lightning.errors import ConfigError
+
 SamplerKind = Literal["ddpm", "ddim", "dpmsolver++"]
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpmsolver++")
 
@@ -27,7 +29,7 @@ def make_scheduler(config: Mapping[str, Any], sampler: SamplerKind) -> Scheduler
         return DDIMScheduler.from_config(config)
     if sampler == "dpmsolver++":
         return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
-    raise ValueError(f"sampler must be one of {SAMPLERS}; got {sampler!r}")
+    raise ConfigError(f"sampler must be one of {SAMPLERS}; got {sampler!r}")
 
 
 def guided_prediction(
@@ -86,7 +88,7 @@ def sample(
         ``(N, C, image_size, image_size)`` float32 images in ``[-1, 1]`` on the UNet's device.
     """
     if steps < 1:
-        raise ValueError(f"steps must be >= 1; got {steps}")
+        raise ConfigError(f"steps must be >= 1; got {steps}")
     device, dtype = unet.device, unet.dtype
     size = unet.config.sample_size
     shape = (len(labels), unet.config.in_channels, size, size)

@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from kr_lightning.errors import ConfigError
 from kr_lightning.models.classifier import ClassifierModule
 from kr_lightning.models.losses import kd_loss
 from kr_lightning.models.networks import SmallCNN
@@ -43,7 +44,7 @@ class Student(ClassifierModule):
     ) -> None:
         super().__init__(num_classes, in_channels, image_size, net, lr, weight_decay, warmup_fraction, schedule)
         if temperature <= 0 or not 0.0 <= alpha <= 1.0 or not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"need temperature > 0, 0 <= alpha <= 1, 0 <= label_smoothing < 1; got {temperature}, {alpha}, "
                 f"{label_smoothing}"
             )
@@ -52,7 +53,7 @@ class Student(ClassifierModule):
         """Refuse soft-label training without a teacher (it would fit uniform targets)."""
         datamodule = self.trainer.datamodule
         if stage == "fit" and self.hparams.alpha < 1.0 and not getattr(datamodule, "has_teacher", True):
-            raise ValueError(
+            raise ConfigError(
                 "the student uses soft labels (alpha < 1) but the data module has no teacher: set "
                 "data.teacher_ckpt, or model.alpha: 1.0 for the hard-label baseline"
             )

@@ -6,6 +6,8 @@ import math
 
 from diffusers import UNet2DModel
 
+from kr_lightning.errors import ConfigError
+
 
 def padded_size(image_size: int, levels: int) -> int:
     """Smallest size >= ``image_size`` divisible by ``2 ** (levels - 1)`` (28 stays 28 with 3 levels, 32 with 4)."""
@@ -32,13 +34,13 @@ def build_unet(
     ``2 ** (levels - 1)``.
     """
     if len(attention_levels) != len(block_out_channels):
-        raise ValueError(
+        raise ConfigError(
             f"attention_levels needs one flag per level: {len(block_out_channels)} levels in block_out_channels, "
             f"got {len(attention_levels)} flags"
         )
     bad = [c for c in block_out_channels if c % norm_num_groups]
     if bad:
-        raise ValueError(f"norm_num_groups={norm_num_groups} must divide every block_out_channels entry; {bad} do not")
+        raise ConfigError(f"norm_num_groups={norm_num_groups} must divide every block_out_channels entry; {bad} do not")
     down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels)
     up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels))
     return UNet2DModel(

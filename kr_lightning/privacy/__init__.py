@@ -1,0 +1,1 @@
+"""Membership-inference auditing: attack scores from saved logits, and the metrics that grade them."""

@@ -1,0 +1,57 @@
+"""The generator memorisation part of the audit: the deployed student's first synthetic set vs the real splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kr_lightning.data.arrays import to_tensor
+from kr_lightning.models.loading import load_classifier
+from kr_lightning.privacy.memorisation import closest_pairs_figure, memorisation_summary
+from kr_lightning.privacy.references import build
+from kr_lightning.privacy.signals import AuditPool
+
+
+@torch.no_grad()
+def _features(model: Any, x: torch.Tensor) -> np.ndarray:  # noqa: ANN401 - a ClassifierModule
+    """Penultimate embedding of the classifier's backbone."""
+    return torch.cat([model.net.features(x[i : i + 512]).float() for i in range(0, len(x), 512)]).numpy()
+
+
+def memorisation_report(
+    student_config: Path,
+    student_run: Path,
+    selection: str | None,
+    pool: AuditPool,
+    teacher_ckpt: Path,
+    folder: Path,
+    seed: int,
+) -> dict[str, Any]:
+    """Nearest-neighbour distances of synthetic set 0 (pixels and teacher features) and ``closest_pairs.png``."""
+    import yaml
+
+    saved = yaml.safe_load((student_run / "config.yaml").read_text())["data"]["init_args"]
+    overrides = [f"--data.cache_dir={folder / 'synthetic'}", f"--data.seed={saved.get('seed') or 0}"]
+    overrides += [f"--data.counts={saved['counts']}"] if saved.get("counts") else []
+    overrides += [f"--data.selection={selection}"] if selection else []
+    data = build(student_config, folder / "memorisation", seed, overrides).datamodule
+    data.setup("fit")
+    synthetic = data.images(0, 0, 1).cpu()
+    train = to_tensor(pool.images[pool.origin == "train"])
+    heldout = to_tensor(pool.images[pool.origin != "train"])
+    rng = np.random.default_rng(seed)
+    teacher = load_classifier(teacher_ckpt)
+    closest_pairs_figure(folder / "closest_pairs.png", synthetic, train)
+    return {
+        "synthetic_set": "set 0 of the deployed student (the same noise seed, counts and sampling knobs)",
+        "pixels": memorisation_summary(
+            synthetic.flatten(1).numpy(), train.flatten(1).numpy(), heldout.flatten(1).numpy(), rng
+        ),
+        "teacher_features": memorisation_summary(
+            _features(teacher, synthetic), _features(teacher, train), _features(teacher, heldout), rng
+        ),
+        "figure": str(folder / "closest_pairs.png"),
+    }

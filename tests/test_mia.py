@@ -1,0 +1,117 @@
+import json
+import re
+
+import numpy as np
+import pytest
+
+from conftest import CONFIGS, REPO
+from kr_lightning.cli import main
+from kr_lightning.privacy.design import keep_matrix
+from kr_lightning.privacy.metrics import auc, tpr_at_fpr
+from kr_lightning.privacy.scoring import attack_scores
+
+
+def simulated(member_shift, n=600, m=8, seed=0):
+    """Two-class logits whose confidence rises by ``member_shift`` on training examples."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    keep = keep_matrix(m, n, rng)
+    target_in = rng.random(n) < 0.5
+
+    def logits(is_in):
+        margin = 1.0 + member_shift * is_in + rng.normal(0, 0.5, is_in.shape)
+        z = np.zeros(is_in.shape + (1, 2))
+        z[..., 0, 1] = np.where(labels == 1, margin, -margin)
+        return z
+
+    refs = np.stack([logits(keep[i]) for i in range(m)])
+    return logits(target_in), refs, keep, labels, target_in
+
+
+@pytest.mark.parametrize("member_shift", [4.0])
+def test_every_attack_catches_an_overfit_target(member_shift):
+    target, refs, keep, labels, member = simulated(member_shift)
+    scores = attack_scores(target, refs, keep, labels, ~member, rmia_refs=[1, 2], rmia_a=0.3)
+    for name, s in scores.items():
+        assert auc(s, member) > 0.95, name
+        assert tpr_at_fpr(s, member, 0.01) > 0.15, name  # far above the 1 % of a blind guess
+
+
+def test_attacks_are_at_chance_on_a_target_that_never_saw_the_members():
+    target, refs, keep, labels, member = simulated(4.0)
+    _, _, _, _, unseen = simulated(0.0, seed=1)
+    clean, *_ = simulated(0.0, seed=2)  # same distribution for every example: no membership signal
+    scores = attack_scores(clean, refs, keep, labels, ~unseen, rmia_refs=[1], rmia_a=0.3)
+    for name, s in scores.items():
+        assert abs(auc(s, unseen) - 0.5) < 0.07, name
+
+
+@pytest.fixture(scope="module")
+def tiny_student_run(tmp_path_factory, tiny_generator_run, tiny_digits_teacher):
+    run = tmp_path_factory.mktemp("student") / "run"
+    main(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "tiny_student.yaml"),
+            f"--trainer.default_root_dir={run}",
+            f"--data.generator={tiny_generator_run / 'export'}",
+            f"--data.teacher_ckpt={tiny_digits_teacher}",
+            "--trainer.max_epochs=1",
+        ]
+    )
+    return run
+
+
+def run_mia(tmp_path, teacher, student, generator_run, *extra):
+    selection = tmp_path / "selection.json"
+    winner = {"generator": str(generator_run / "export"), "steps": 2, "guidance": 2.0, "sampler": "ddim"}
+    selection.write_text(json.dumps({"winner": winner}))
+    main(
+        [
+            "mia",
+            "--config",
+            str(CONFIGS / "tiny_mia.yaml"),
+            f"--teacher_run={teacher.parent.parent}",
+            f"--student_run={student}",
+            f"--selection={selection}",
+            f"--out={tmp_path / 'mia'}",
+            f"--teacher_config={REPO / 'tests/configs/tiny_digits_teacher.yaml'}",
+            f"--student_config={REPO / 'tests/configs/tiny_student.yaml'}",
+            *extra,
+        ]
+    )
+    return json.loads((tmp_path / "mia" / "mia.json").read_text())
+
+
+def test_mia_end_to_end_resumes_and_checks_m(
+    tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run, monkeypatch, capsys
+):
+    result = run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run)
+    assert "lower bound" in result["note"] and result["n_references"] == 2
+    for model in ("teacher", "student", "student, pooled over 2 reference targets"):
+        attacks = result["models"][model]["attacks"]
+        assert {
+            "loss",
+            "mentr_classwise",
+            "lira_online_fixed_var",
+            "lira_offline_fixed_var",
+            "rmia_offline_1ref",
+        } <= set(attacks)
+        for summary in attacks.values():
+            assert 0 <= summary["auc"] <= 1 and len(summary["tpr_at_fpr_0.01_ci"]) == 2
+    assert result["models"]["teacher"]["attacks"]["loss"]["n_members"] == 1078
+    assert result["models"]["teacher"]["attacks"]["loss"]["n_nonmembers"] == 719
+    assert len(result["most_exposed"]["student"]) == 3
+    assert 0.0 <= result["memorisation"]["pixels"]["share_closer_to_train"] <= 1.0
+    assert (tmp_path / "mia" / "roc_teacher_lira_online_fixed_var.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "mia" / "refs").iterdir()) == ["ref000", "ref001"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished reference run was trained again")
+
+    monkeypatch.setattr("kr_lightning.privacy.audit.train_classifier", no_training)
+    assert run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run)["models"].keys()
+    with pytest.raises(SystemExit):
+        run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run, "--n_references=4")
+    assert re.search("holds an audit with 2 reference models.*asks for 4", capsys.readouterr().err)
