@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+DATASETS ?= breastmnist,pneumoniamnist,retinamnist,dermamnist,bloodmnist,organcmnist
+SEEDS    ?= 0
+PROFILE  ?= gpu
 
-.PHONY: help install test test-all lint format clean quickstart
+.PHONY: help install test test-all lint format clean quickstart reproduce-medmnist bench
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-20s %s\n", $$1, $$2}'
@@ -27,6 +30,12 @@ format: install  ## ruff format + autofix
 
 quickstart: install  ## the whole KR pipeline on the embedded digits dataset (CPU, no network), prints the table
 	$(PY) -m kr_lightning pipeline --datasets='[digits]' --profile=cpu --name=quickstart
+
+reproduce-medmnist: install  ## all stages for DATASETS x SEEDS (PROFILE=gpu|cpu), resumable; writes results/medmnist.md
+	$(PY) -m kr_lightning pipeline --datasets='[$(DATASETS)]' --seeds='[$(SEEDS)]' --profile=$(PROFILE) --name=medmnist
+
+bench: install  ## speed benchmarks (JSON lines), see benchmarks/README.md
+	$(PY) benchmarks/run_all.py
 
 clean:  ## remove run folders and caches (keeps .venv)
 	rm -rf runs results .pytest_cache .ruff_cache

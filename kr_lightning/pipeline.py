@@ -45,6 +45,29 @@ class Step:
         return [sys.executable, "-m", "kr_lightning", *self.argv, *self.extra]
 
 
+def stage_configs(dataset: str, profile: str, experiments: Path) -> tuple[Path, dict[str, object]]:
+    """Folder of the stage YAMLs and the dataset values the pipeline passes to them.
+
+    ``cpu``: ``<experiments>/<dataset>/*.yaml`` hold everything. ``gpu``: the shared recipes
+    ``<experiments>/gpu/*.yaml`` plus the dataset's values from ``<experiments>/<dataset>/gpu.yaml``.
+    """
+    if profile == "cpu":
+        configs = experiments / dataset
+        if not (configs / "generator.yaml").is_file():
+            raise MissingInputError(
+                f"no cpu configs for {dataset!r}: expected {configs}/generator.yaml (cpu configs exist for "
+                f"{sorted(p.parent.name for p in experiments.glob('*/generator.yaml'))}); use --profile=gpu"
+            )
+        return configs, {}
+    table = experiments / dataset / "gpu.yaml"
+    if not table.is_file():
+        raise MissingInputError(
+            f"no gpu profile for {dataset!r}: expected {table} (datasets with one: "
+            f"{sorted(p.parent.name for p in experiments.glob('*/gpu.yaml'))})"
+        )
+    return experiments / "gpu", yaml.safe_load(table.read_text())
+
+
 def plan(
     dataset: str,
     seed: int,
@@ -57,12 +80,13 @@ def plan(
     trainer_args: list[str],
 ) -> list[Step]:
     """The steps for one dataset and seed, in order."""
-    configs = experiments / dataset if profile == "cpu" else experiments / dataset / "gpu"
-    if not (configs / "generator.yaml").is_file():
-        raise MissingInputError(f"no {profile} configs for {dataset!r}: expected {configs}/generator.yaml")
+    configs, data = stage_configs(dataset, profile, experiments)
     root = runs / dataset / f"seed{seed}"
     teacher = root / "teacher" / "checkpoints" / "best.ckpt"
     selection = root / "select" / "selection.json"
+    data = {k: str(v).lower() if isinstance(v, bool) else v for k, v in data.items()}
+    direct = [f"--data.init_args.{k}={v}" for k, v in data.items()]
+    nested = [f"--data.init_args.real.init_args.{k}={v}" for k, v in data.items()]
 
     def fit_and_test(stage: str, config: Path, run: Path, *extra: str) -> list[Step]:
         common = ["--config", str(config), *extra, f"--seed_everything={seed}", f"--trainer.default_root_dir={run}"]
@@ -71,8 +95,8 @@ def plan(
             Step(f"{stage}: test", ["test", *common], run / "test" / "test_metrics.json", trainer_args),
         ]
 
-    steps = fit_and_test("generator", configs / "generator.yaml", root / "generator")[:1]
-    steps += fit_and_test("teacher", configs / "teacher.yaml", root / "teacher")
+    steps = fit_and_test("generator", configs / "generator.yaml", root / "generator", *direct)[:1]
+    steps += fit_and_test("teacher", configs / "teacher.yaml", root / "teacher", *direct)
     steps.append(
         Step(
             "select",
@@ -80,6 +104,7 @@ def plan(
                 "select",
                 "--config",
                 str(configs / "select.yaml"),
+                *direct,
                 f"--generator_run={root / 'generator'}",
                 f"--teacher_ckpt={teacher}",
                 f"--out={root / 'select'}",
@@ -88,14 +113,15 @@ def plan(
         )
     )
     student = configs / "student.yaml"
-    gkd_args = [f"--data.selection={selection}", f"--data.teacher_ckpt={teacher}"]
+    cache = root / "synthetic"  # every student variant and the audit share the generated sets
+    gkd_args = [*nested, f"--data.selection={selection}", f"--data.teacher_ckpt={teacher}", f"--data.cache_dir={cache}"]
     steps += fit_and_test("student", student, root / "student", *gkd_args)
     for variant in variants:
         overlay = configs / "variants" / f"{variant}.yaml"
         soft = (
             yaml.safe_load(overlay.read_text()).get("data", {}).get("init_args", {}).get("teacher_ckpt", "") is not None
         )
-        args = ["--config", str(overlay), f"--data.selection={selection}"]
+        args = ["--config", str(overlay), *nested, f"--data.selection={selection}", f"--data.cache_dir={cache}"]
         args += [f"--data.teacher_ckpt={teacher}"] if soft else []
         steps += fit_and_test(f"student_{variant}", student, root / f"student_{variant}", *args)
     if mia and (configs / "mia.yaml").is_file():
@@ -106,9 +132,12 @@ def plan(
                     "mia",
                     "--config",
                     str(configs / "mia.yaml"),
+                    *[f"--data.init_args.{k}={v}" for k, v in data.items() if k == "flag"],
+                    *([f"--hflip={data['hflip']}"] if "hflip" in data else []),
                     f"--teacher_run={root / 'teacher'}",
                     f"--student_run={root / 'student'}",
                     f"--selection={selection}",
+                    f"--cache_dir={cache}",
                     f"--out={root / 'mia'}",
                 ],
                 root / "mia" / "mia.json",

@@ -67,7 +67,7 @@ def collect(runs: Path, dataset: str) -> dict[str, Any]:
         mia_path = seed_dir / "mia" / "mia.json"
         mia = read_json(mia_path) if mia_path.is_file() else None
         if stages or mia:
-            seeds[seed_dir.name] = {"stages": stages, "mia": mia}
+            seeds[seed_dir.name] = {"stages": stages, "mia": mia, "mia_source": str(mia_path) if mia else None}
     return seeds
 
 
@@ -131,7 +131,7 @@ def mia_rows(seeds: dict[str, Any]) -> list[str]:
                     f"| {model} | {attack} | {m['auc']:.3f} | {m['tpr_at_fpr_0.01']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] "
                     f"| {m['tpr_at_fpr_0.001']:.4f}{low} | {m['n_nonmembers']} |"
                 )
-        lines += ["", f"Source: `{Path(seed) / 'mia' / 'mia.json'}`", ""]
+        lines += ["", f"Source: `{data['mia_source']}`", ""]
     return lines
 
 

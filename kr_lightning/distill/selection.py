@@ -57,6 +57,7 @@ class QuickStudent:
     weight_decay: float
     batch_size: int
     multiplier: float
+    class_balance: str
     seeds: list[int]
     accelerator: str
 
@@ -86,6 +87,7 @@ def score_candidate(candidate: Candidate, real: ImageDataModule, recipe: QuickSt
         teacher_ckpt=recipe.teacher_ckpt if recipe.labels == "soft" else None,
         regenerate_every=0,
         multiplier=recipe.multiplier,
+        class_balance=recipe.class_balance,  # type: ignore[arg-type]
         steps=candidate.steps,
         guidance=candidate.guidance,
         sampler=candidate.sampler,  # type: ignore[arg-type]
@@ -139,10 +141,12 @@ def best_of(results: list[dict[str, Any]]) -> dict[str, Any]:
 def run_search(
     candidates: list[Candidate], real: ImageDataModule, recipe: QuickStudent, seed: int, folder: Path
 ) -> list[dict[str, Any]]:
-    """Score each candidate once; results already in ``folder`` are reused (resume)."""
+    """Score each candidate once; results already in ``folder`` for the same recipe and seed are reused (resume)."""
+    fields = {k: v for k, v in asdict(recipe).items() if k != "net"}
+    tag = hashlib.sha1(repr((sorted(fields.items()), repr(recipe.net), seed, real.name)).encode()).hexdigest()[:8]
     results = []
     for candidate in candidates:
-        path = folder / f"{candidate.key}.json"
+        path = folder / f"{candidate.key}-r{tag}.json"
         if path.is_file():
             results.append(json.loads(path.read_text()))
             continue
@@ -199,6 +203,7 @@ def select(
     weight_decay: float = 1e-3,
     batch_size: int = 64,
     multiplier: float = 1.0,
+    class_balance: Literal["uniform", "real"] = "uniform",
     seeds: list[int] = [0],  # noqa: B006
     seed: int = 0,
     accelerator: str = "auto",
@@ -229,6 +234,7 @@ def select(
         weight_decay: Quick-student weight decay.
         batch_size: Quick-student batch size.
         multiplier: Synthetic set size per candidate, as a multiple of the real train split.
+        class_balance: Class mix of each candidate's set (``uniform`` or the ``real`` train frequencies).
         seeds: Quick-student seeds (the score is their mean).
         seed: Seed of the synthetic sets (the same noise for every candidate).
         accelerator: Lightning accelerator for the quick students and generation.
@@ -238,7 +244,7 @@ def select(
     folder = Path(out)
     paths = checkpoints or [str(p) for p in generator_checkpoints(Path(generator_run))]
     recipe = QuickStudent(
-        net, labels, teacher_ckpt, epochs, lr, weight_decay, batch_size, multiplier, seeds, accelerator
+        net, labels, teacher_ckpt, epochs, lr, weight_decay, batch_size, multiplier, class_balance, seeds, accelerator
     )
     stage1 = [Candidate(p, steps, guidance, sampler) for p in paths]
     by_checkpoint = run_search(stage1, data, recipe, seed, folder / "candidates")

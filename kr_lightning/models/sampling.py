@@ -28,7 +28,17 @@ def make_scheduler(config: Mapping[str, Any], sampler: SamplerKind) -> Scheduler
     if sampler == "ddim":
         return DDIMScheduler.from_config(config)
     if sampler == "dpmsolver++":
-        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
+        # DPM-Solver has no clip_sample; its equivalent is thresholding the x0 prediction. Without it the first
+        # step (t = 999, alpha_bar ~ 0 under the cosine schedule) divides by sqrt(alpha_bar) and the samples blow up.
+        # With sample_max_value = clip range, "dynamic" thresholding is exactly DDIM's static clip of x0.
+        clip = bool(config.get("clip_sample", True))
+        return DPMSolverMultistepScheduler.from_config(
+            config,
+            algorithm_type="dpmsolver++",
+            solver_order=2,
+            thresholding=clip,
+            sample_max_value=float(config.get("clip_sample_range", 1.0)),
+        )
     raise ConfigError(f"sampler must be one of {SAMPLERS}; got {sampler!r}")
 
 

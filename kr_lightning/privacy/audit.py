@@ -92,6 +92,7 @@ def mia(
     student_config: str | None = None,
     generator_config: str | None = None,
     selection: str | None = None,
+    cache_dir: str | None = None,
     mode: Literal["a", "b"] = "a",
     n_references: int = 16,
     min_accuracy: float = 0.0,
@@ -119,6 +120,8 @@ def mia(
         student_config: Student stage config, repeated by each reference run.
         generator_config: Generator stage config (mode ``b`` only).
         selection: ``selection.json`` giving the sampling knobs (and, in mode ``a``, the generator).
+        cache_dir: Mode ``a``: where the deployed student's synthetic sets are (or will be) cached, so that the
+            reference students train on exactly those images (default ``<out>/synthetic``).
         mode: ``a`` (generator fixed) or ``b`` (generator re-trained per reference).
         n_references: M reference runs (even); each image is IN for M/2 of them.
         min_accuracy: Held-out accuracy floor of every reference model; weaker ones are retrained.
@@ -134,6 +137,7 @@ def mia(
     if mode == "b" and generator_config is None:
         raise ConfigError("mode b re-trains the generator: set generator_config")
     folder = Path(out)
+    cache = Path(cache_dir) if cache_dir else folder / "synthetic"
     pool = AuditPool.from_datamodule(data)
     keep = load_or_make_keep(folder, n_references, pool, seed)
     views = {"shift": shift, "hflip": hflip}
@@ -159,7 +163,7 @@ def mia(
                 selection,
                 mode,
                 plan,
-                folder,
+                cache,
                 min_accuracy,
                 max_retries,
                 views,
@@ -205,7 +209,7 @@ def mia(
     }
     if student_run is not None and mode == "a":
         summary["memorisation"] = memorisation_report(
-            Path(student_config), Path(student_run), selection, pool, deployed["teacher"], folder, seed
+            Path(student_config), plan, selection, pool, deployed["teacher"], folder, cache, seed
         )
     path = artifacts.write_json(folder / "mia.json", summary)
     print(f"mia: wrote {path}")
@@ -223,7 +227,7 @@ def run_reference(
     selection: str | None,
     mode: str,
     plan: tuple[int, list[int]] | None,
-    folder: Path,
+    cache: Path,
     floor: float,
     retries: int,
     views: dict[str, Any],
@@ -247,7 +251,7 @@ def run_reference(
         data_seed, counts = plan
         overrides = [f"--data.teacher_ckpt={teacher}", f"--data.seed={data_seed}", f"--data.counts={counts}"]
         overrides += [f"--data.selection={selection}"] if selection else []
-        overrides += [f"--data.cache_dir={folder / 'synthetic'}"] if mode == "a" else [f"--data.generator={generator}"]
+        overrides += [f"--data.cache_dir={cache}"] if mode == "a" else [f"--data.generator={generator}"]
         student, result["student_acc"], result["student_attempts"] = train_until_accurate(
             lambda a: train_classifier(Path(student_config), unit / "student", base + 100_000 * a, None, overrides),
             floor,

@@ -23,19 +23,20 @@ def _features(model: Any, x: torch.Tensor) -> np.ndarray:  # noqa: ANN401 - a Cl
 
 def memorisation_report(
     student_config: Path,
-    student_run: Path,
+    plan: tuple[int, list[int]],
     selection: str | None,
     pool: AuditPool,
     teacher_ckpt: Path,
     folder: Path,
+    cache: Path,
     seed: int,
 ) -> dict[str, Any]:
-    """Nearest-neighbour distances of synthetic set 0 (pixels and teacher features) and ``closest_pairs.png``."""
-    import yaml
+    """Nearest-neighbour distances of synthetic set 0 (pixels and teacher features) and ``closest_pairs.png``.
 
-    saved = yaml.safe_load((student_run / "config.yaml").read_text())["data"]["init_args"]
-    overrides = [f"--data.cache_dir={folder / 'synthetic'}", f"--data.seed={saved.get('seed') or 0}"]
-    overrides += [f"--data.counts={saved['counts']}"] if saved.get("counts") else []
+    ``plan`` is the deployed student's ``(data seed, class counts)``: set 0 is then the very set it trained on first.
+    """
+    data_seed, counts = plan
+    overrides = [f"--data.cache_dir={cache}", f"--data.seed={data_seed}", f"--data.counts={counts}"]
     overrides += [f"--data.selection={selection}"] if selection else []
     data = build(student_config, folder / "memorisation", seed, overrides).datamodule
     data.setup("fit")

@@ -138,3 +138,25 @@ def test_unet_factory_checks_its_knobs():
             attention_head_dim=4,
             dropout=0.0,
         )
+
+
+def test_dpmsolver_clips_the_x0_prediction_like_ddim(config):
+    from kr_lightning.models.sampling import make_scheduler
+
+    dpm = make_scheduler(config, "dpmsolver++")
+    assert dpm.config.thresholding and dpm.config.sample_max_value == config["clip_sample_range"]
+    assert dpm.config.algorithm_type == "dpmsolver++"
+
+
+def test_few_step_samplers_do_not_blow_up_before_the_final_clamp(unet, config):
+    """The raw (unclamped) DPM-Solver++ state stays in the data range when x0 is clipped at every step."""
+    from kr_lightning.models.sampling import make_scheduler
+
+    scheduler = make_scheduler(config, "dpmsolver++")
+    scheduler.set_timesteps(5)
+    x = torch.randn((4, 1, 8, 8), generator=make_rng(0))
+    labels = torch.tensor([0, 1, 2, 0])
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            x = scheduler.step(guided_prediction(unet, x, t, labels, 2.0, K), t, x).prev_sample
+    assert x.abs().max() < 1.5

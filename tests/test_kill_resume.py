@@ -1,0 +1,175 @@
+"""SIGKILL each stage at a random point, rerun the same command, and get the uninterrupted run's results."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import CONFIGS, REPO
+
+RNG = random.Random(1234)
+
+
+def env_for(tmp_path, kill_step=-1):
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO)]),
+        KR_TEST_KILL_AT_STEP=str(kill_step),
+        KR_TEST_KILL_MARKER=str(tmp_path / "killed"),
+    )
+    return env
+
+
+def cli(args, env, check=True):
+    done = subprocess.run(
+        [sys.executable, "-m", "kr_lightning", *args], env=env, capture_output=True, text=True, cwd=REPO, timeout=600
+    )
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def same_weights(a, b):
+    sa = torch.load(a, weights_only=True)["state_dict"]
+    sb = torch.load(b, weights_only=True)["state_dict"]
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+def kill_and_resume_fit(tmp_path, config, steps_per_run, *extra):
+    base = [
+        "fit",
+        "--config",
+        str(config),
+        "--trainer.deterministic=true",
+        "--trainer.callbacks+=kill_switch.KillAt",
+        *extra,
+    ]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    cli([*base, f"--trainer.default_root_dir={full}"], env_for(tmp_path))
+    kill_step = RNG.randint(steps_per_run // 3, steps_per_run - 2)
+    killed = cli([*base, f"--trainer.default_root_dir={cut}"], env_for(tmp_path, kill_step), check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (tmp_path / "killed").read_text() == str(kill_step)
+    assert "finished" not in json.loads((cut / "run.json").read_text())
+    resumed = cli([*base, f"--trainer.default_root_dir={cut}"], env_for(tmp_path, kill_step))
+    assert "resuming from" in resumed.stdout
+    same_weights(full / "checkpoints" / "last.ckpt", cut / "checkpoints" / "last.ckpt")
+    return full, cut
+
+
+def test_teacher_resumes_after_sigkill(tmp_path, tiny_root):
+    full, cut = kill_and_resume_fit(
+        tmp_path, CONFIGS / "tiny_teacher.yaml", 9, f"--data.root={tiny_root}", "--trainer.max_epochs=3"
+    )
+    rows = lambda run: [r.split(",")[-3:] for r in (run / "metrics.csv").read_text().splitlines() if r.startswith("2,")]  # noqa: E731
+    assert rows(full)[-1] == rows(cut)[-1]  # the same final val metrics
+
+
+def test_generator_resumes_after_sigkill(tmp_path):
+    full, cut = kill_and_resume_fit(tmp_path, CONFIGS / "tiny_generator.yaml", 12, "--trainer.max_epochs=4")
+    assert (cut / "export" / "kr_generator.json").is_file()
+
+
+def test_student_resumes_after_sigkill(tmp_path, tiny_generator_run, tiny_digits_teacher):
+    kill_and_resume_fit(
+        tmp_path,
+        CONFIGS / "tiny_student.yaml",
+        9,
+        "--trainer.max_epochs=3",
+        f"--data.generator={tiny_generator_run / 'export'}",
+        f"--data.teacher_ckpt={tiny_digits_teacher}",
+    )
+
+
+def kill_when(process, folder, pattern, count):
+    """SIGKILL ``process`` as soon as ``folder`` holds ``count`` files matching ``pattern``."""
+    deadline = time.time() + 600
+    while time.time() < deadline and process.poll() is None:
+        if len(list(folder.glob(pattern))) >= count:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return
+        time.sleep(0.02)
+    pytest.fail(f"the process ended before {count} x {pattern} appeared in {folder}")
+
+
+def popen(args, tmp_path):
+    return subprocess.Popen(
+        [sys.executable, "-m", "kr_lightning", *args],
+        env=env_for(tmp_path),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_select_resumes_after_sigkill(tmp_path, tiny_generator_run):
+    args = ["select", "--config", str(CONFIGS / "tiny_select.yaml"), f"--generator_run={tiny_generator_run}"]
+    cli([*args, f"--out={tmp_path / 'full'}"], env_for(tmp_path))
+    process = popen([*args, f"--out={tmp_path / 'cut'}"], tmp_path)
+    kill_when(process, tmp_path / "cut" / "candidates", "*.json", RNG.randint(1, 3))
+    assert not (tmp_path / "cut" / "selection.json").exists()
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cut" / "candidates").glob("*.json")}
+    cli([*args, f"--out={tmp_path / 'cut'}"], env_for(tmp_path))
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cut" / "candidates").glob("*.json")}
+    assert all(after[name] == mtime for name, mtime in before.items()), "finished candidates were scored again"
+    full = json.loads((tmp_path / "full" / "selection.json").read_text())
+    cut = json.loads((tmp_path / "cut" / "selection.json").read_text())
+    assert full["winner"] == cut["winner"]
+    assert [c["val_acc"] for c in full["checkpoints"] + full["knobs"]] == [
+        c["val_acc"] for c in cut["checkpoints"] + cut["knobs"]
+    ]
+
+
+def test_mia_resumes_after_sigkill(tmp_path, tiny_generator_run, tiny_digits_teacher):
+    student = tmp_path / "student"
+    cli(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "tiny_student.yaml"),
+            f"--trainer.default_root_dir={student}",
+            f"--data.generator={tiny_generator_run / 'export'}",
+            f"--data.teacher_ckpt={tiny_digits_teacher}",
+            "--trainer.max_epochs=1",
+            "--trainer.deterministic=true",
+        ],
+        env_for(tmp_path),
+    )
+    selection = tmp_path / "selection.json"
+    selection.write_text(
+        json.dumps(
+            {
+                "winner": {
+                    "generator": str(tiny_generator_run / "export"),
+                    "steps": 2,
+                    "guidance": 2.0,
+                    "sampler": "ddim",
+                }
+            }
+        )
+    )
+    args = [
+        "mia",
+        "--config",
+        str(CONFIGS / "tiny_mia.yaml"),
+        f"--teacher_run={tiny_digits_teacher.parent.parent}",
+        f"--student_run={student}",
+        f"--selection={selection}",
+        "--n_references=4",
+    ]
+    cli([*args, f"--out={tmp_path / 'full'}"], env_for(tmp_path))
+    process = popen([*args, f"--out={tmp_path / 'cut'}"], tmp_path)
+    kill_when(process, tmp_path / "cut" / "refs", "ref*/logits.npz", RNG.randint(1, 3))
+    cli([*args, f"--out={tmp_path / 'cut'}"], env_for(tmp_path))
+    full = json.loads((tmp_path / "full" / "mia.json").read_text())
+    cut = json.loads((tmp_path / "cut" / "mia.json").read_text())
+    assert full["models"] == cut["models"]
