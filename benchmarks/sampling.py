@@ -1,19 +1,21 @@
-"""Sampler throughput: our batched-CFG sampler vs a naive loop with two UNet forwards per step.
+"""Sampler throughput: ours (batched CFG + channels-last + torch.compile) vs a naive two-forward loop.
 
-Prints one JSON line: ours_img_per_s, naive_img_per_s, speedup, max_abs_diff (same noise, same images).
+Prints JSON lines: one per sampler variant (images/s, speed-up over naive, max |difference| to the naive images,
+same noise), then the summary line with ``ours_img_per_s``, ``naive_img_per_s``, ``speedup`` and the UNet's achieved
+GFLOP/s against a large matmul (``torch.utils.flop_counter``).
 
-    python benchmarks/sampling.py                                  # random-init UNet of the BreastMNIST CPU config
-    python benchmarks/sampling.py --generator runs/breastmnist/generator/export --n 128 --steps 20
+    python benchmarks/sampling.py --generator runs/breastmnist/generator/export --n 64 --steps 20
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
-import platform
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from kr_lightning.models import DiffusionGenerator, FrozenGenerator
 from kr_lightning.models.sampling import make_scheduler, sample
@@ -37,6 +39,34 @@ def naive_sample(unet, config, labels, *, steps, guidance, null_label, rng, samp
     return x.clamp(-1, 1)
 
 
+def best_time(fn, repeats):
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def matmul_gflops(size=2048, repeats=5):
+    """Achieved GFLOP/s of a large float32 matmul (the machine's practical peak for dense work)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    seconds, _ = best_time(lambda: a @ b, repeats)
+    return 2 * size**3 / seconds / 1e9
+
+
+def unet_gflops(unet, batch, repeats=5):
+    """FLOPs of one batched CFG forward (flop_counter) and its achieved GFLOP/s."""
+    x = torch.randn(batch, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    t, y = torch.tensor(500), torch.zeros(batch, dtype=torch.long)
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as counter:
+            unet(x, t, class_labels=y)
+        seconds, _ = best_time(lambda: unet(x, t, class_labels=y), repeats)
+    return counter.get_total_flops(), counter.get_total_flops() / seconds / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generator", default=None, help="checkpoint or export folder (default: random init)")
@@ -45,6 +75,7 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument("--sampler", default="ddim")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     args = parser.parse_args()
 
     if args.generator:
@@ -53,40 +84,51 @@ def main() -> None:
         torch.manual_seed(0)
         frozen = DiffusionGenerator(num_classes=2, in_channels=1, image_size=28).frozen()
         frozen.unet.eval().requires_grad_(False)
-    unet, config, k = frozen.unet, frozen.scheduler_config, frozen.num_classes
+    k, config = frozen.num_classes, frozen.scheduler_config
     labels = torch.arange(args.n) % k
     common = dict(steps=args.steps, guidance=args.guidance, null_label=k, sampler=args.sampler)
 
-    def timed(fn):
-        best, out = float("inf"), None
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            out = fn()
-            best = min(best, time.perf_counter() - start)
-        return best, out
-
-    naive_s, naive = timed(lambda: naive_sample(unet, config, labels, rng=make_rng(0), **common))
-    ours_s, ours = timed(lambda: sample(unet, config, labels, rng=make_rng(0), batch_size=args.n, **common))
-    ours = ours[..., : naive.shape[-2], : naive.shape[-1]]
-    print(
-        json.dumps(
-            {
-                "benchmark": "sampling",
-                "n_images": args.n,
-                "steps": args.steps,
-                "guidance": args.guidance,
-                "sampler": args.sampler,
-                "unet_params": sum(p.numel() for p in unet.parameters()),
-                "ours_img_per_s": round(args.n / ours_s, 2),
-                "naive_img_per_s": round(args.n / naive_s, 2),
-                "speedup": round(naive_s / ours_s, 3),
-                "max_abs_diff": float((ours - naive).abs().max()),
-                "torch_threads": torch.get_num_threads(),
-                "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-                "torch": torch.__version__,
-            }
+    naive_s, naive = best_time(lambda: naive_sample(frozen.unet, config, labels, rng=make_rng(0), **common),
+                               args.repeats)
+    variants = {"batched_cfg": (False, False), "batched_cfg+channels_last": (True, False)}
+    if not args.no_compile:
+        variants["batched_cfg+channels_last+compile"] = (True, True)
+    results = {}
+    for name, (channels_last, compiled) in variants.items():
+        unet = copy.deepcopy(frozen.unet)
+        variant = FrozenGenerator(unet, config, k, frozen.in_channels, unet.config.sample_size)
+        warm = time.perf_counter()
+        variant.optimize(channels_last=channels_last, compile=compiled)
+        variant.sample(labels[:2], make_rng(1), steps=1, guidance=args.guidance, sampler=args.sampler)
+        warmup = time.perf_counter() - warm
+        seconds, images = best_time(
+            lambda v=variant: sample(v.unet, config, labels, rng=make_rng(0), batch_size=args.n, **common),
+            args.repeats,
         )
-    )
+        results[name] = {"variant": name, "img_per_s": round(args.n / seconds, 2),
+                         "speedup_vs_naive": round(naive_s / seconds, 3),
+                         "max_abs_diff_vs_naive": float((images - naive).abs().max()),
+                         "warmup_s": round(warmup, 1)}
+        print(json.dumps({"benchmark": "sampling_variant", **results[name]}))
+    best = max(results.values(), key=lambda r: r["img_per_s"])
+    flops, achieved = unet_gflops(frozen.unet, 2 * args.n)
+    peak = matmul_gflops()
+    print(json.dumps({
+        "benchmark": "sampling",
+        "n_images": args.n, "steps": args.steps, "guidance": args.guidance, "sampler": args.sampler,
+        "unet_params": sum(p.numel() for p in frozen.unet.parameters()),
+        "naive_img_per_s": round(args.n / naive_s, 2),
+        "ours_variant": best["variant"],
+        "ours_img_per_s": best["img_per_s"],
+        "speedup": best["speedup_vs_naive"],
+        "max_abs_diff": best["max_abs_diff_vs_naive"],
+        "unet_cfg_forward_gflop": round(flops / 1e9, 3),
+        "unet_achieved_gflops": round(achieved, 1),
+        "matmul_gflops": round(peak, 1),
+        "unet_fraction_of_matmul": round(achieved / peak, 3),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }))
 
 
 if __name__ == "__main__":

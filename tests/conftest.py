@@ -58,8 +58,10 @@ def _hygiene(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     dtype = torch.get_default_dtype()
+    deterministic = torch.are_deterministic_algorithms_enabled()
     yield
     torch.set_default_dtype(dtype)
+    torch.use_deterministic_algorithms(deterministic)
     stray = sorted(p.name for p in REPO.glob("*.yaml"))
     assert not stray, f"a test left {stray} in the repository root"
 

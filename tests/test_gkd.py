@@ -234,3 +234,18 @@ def test_cache_dir_reuses_generated_sets(tmp_path, tiny_generator_run, monkeypat
     other = gkd(tiny_generator_run, cache_dir=str(tmp_path / "cache"), guidance=3.0)
     with pytest.raises(AssertionError, match="generated again"):
         other.generate(2, rank=0, world_size=1)
+
+
+def test_pool_mode_follows_the_pool_schedule(tiny_generator_run):
+    from kr_lightning.distill.schedule import set_index
+
+    dm = gkd(tiny_generator_run, pool_sets=3, pool_refresh=0.34)
+    expected = [set_index(e, regenerate_every=1, pool_sets=3, pool_refresh=0.34, seed=3) for e in range(9)]
+    assert [dm.set_index(e) for e in range(9)] == expected
+    assert len(set(expected[:3])) == 3 and len(set(expected)) == 3 + 2  # one slot refreshed per later cycle
+
+
+def test_channels_last_generation_matches(tiny_generator_run):
+    plain = gkd(tiny_generator_run).images(0, 0, 1)
+    fast = gkd(tiny_generator_run, channels_last=True).images(0, 0, 1)
+    torch.testing.assert_close(plain, fast, atol=1e-4, rtol=0)

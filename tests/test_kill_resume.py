@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import CONFIGS, REPO
+from kr_lightning.cli import main
 
 RNG = random.Random(1234)
 
@@ -53,7 +54,7 @@ def kill_and_resume_fit(tmp_path, config, steps_per_run, *extra):
         *extra,
     ]
     full, cut = tmp_path / "full", tmp_path / "cut"
-    cli([*base, f"--trainer.default_root_dir={full}"], env_for(tmp_path))
+    main([*base, f"--trainer.default_root_dir={full}"])  # uninterrupted reference, in process (no kill step set)
     kill_step = RNG.randint(steps_per_run // 3, steps_per_run - 2)
     killed = cli([*base, f"--trainer.default_root_dir={cut}"], env_for(tmp_path, kill_step), check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
@@ -113,7 +114,7 @@ def popen(args, tmp_path):
 
 def test_select_resumes_after_sigkill(tmp_path, tiny_generator_run):
     args = ["select", "--config", str(CONFIGS / "tiny_select.yaml"), f"--generator_run={tiny_generator_run}"]
-    cli([*args, f"--out={tmp_path / 'full'}"], env_for(tmp_path))
+    main([*args, f"--out={tmp_path / 'full'}"])
     process = popen([*args, f"--out={tmp_path / 'cut'}"], tmp_path)
     kill_when(process, tmp_path / "cut" / "candidates", "*.json", RNG.randint(1, 3))
     assert not (tmp_path / "cut" / "selection.json").exists()
@@ -131,7 +132,7 @@ def test_select_resumes_after_sigkill(tmp_path, tiny_generator_run):
 
 def test_mia_resumes_after_sigkill(tmp_path, tiny_generator_run, tiny_digits_teacher):
     student = tmp_path / "student"
-    cli(
+    main(
         [
             "fit",
             "--config",
@@ -141,8 +142,7 @@ def test_mia_resumes_after_sigkill(tmp_path, tiny_generator_run, tiny_digits_tea
             f"--data.teacher_ckpt={tiny_digits_teacher}",
             "--trainer.max_epochs=1",
             "--trainer.deterministic=true",
-        ],
-        env_for(tmp_path),
+        ]
     )
     selection = tmp_path / "selection.json"
     selection.write_text(
@@ -166,7 +166,7 @@ def test_mia_resumes_after_sigkill(tmp_path, tiny_generator_run, tiny_digits_tea
         f"--selection={selection}",
         "--n_references=4",
     ]
-    cli([*args, f"--out={tmp_path / 'full'}"], env_for(tmp_path))
+    main([*args, f"--out={tmp_path / 'full'}"])
     process = popen([*args, f"--out={tmp_path / 'cut'}"], tmp_path)
     kill_when(process, tmp_path / "cut" / "refs", "ref*/logits.npz", RNG.randint(1, 3))
     cli([*args, f"--out={tmp_path / 'cut'}"], env_for(tmp_path))

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -14,9 +11,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from kr_lightning import artifacts
 from kr_lightning.data.base import ImageDataModule
 from kr_lightning.data.info import DatasetInfo
+from kr_lightning.distill import cache
+from kr_lightning.distill.schedule import set_index
 from kr_lightning.distill.synthesis import (
     balanced_labels,
     label_stats,
@@ -58,6 +56,9 @@ class GKDDataModule(L.LightningDataModule):
         selection: ``selection.json`` written by ``python -m kr_lightning select``: supplies the generator and the
             sampling knobs left unset here.
         regenerate_every: Epochs between regenerations; ``0`` = one static set.
+        pool_sets: Pool mode when > 1: keep this many sets and train on a different one each period, regenerating
+            a ``pool_refresh`` fraction of them per cycle (see :mod:`kr_lightning.distill.schedule`).
+        pool_refresh: Fraction of the pool regenerated per cycle in pool mode.
         multiplier: Synthetic set size as a multiple of the real train split (ignored with ``counts``).
         counts: Explicit images per class (summed over ranks).
         class_balance: Class mix of the synthetic sets when ``counts`` is not given: ``uniform`` (METHOD.md's
@@ -68,6 +69,8 @@ class GKDDataModule(L.LightningDataModule):
         label_on_view: Label each batch on its augmented view (else once per generated set).
         batch_size: Student batch size.
         gen_batch_size: Images per denoising batch.
+        channels_last: Run the generator's convolutions channels-last (faster on many CPUs).
+        compile_unet: ``torch.compile`` the generator's UNet (slow once, faster for every later set).
         cache_dir: Keep every generated set here and reuse it when the same set is asked for again (same
             generator file, knobs, seed, set index, rank and labels); ``None`` keeps nothing on disk.
         seed: Seed of generation and shuffling; ``None`` takes the run's ``seed_everything``.
@@ -80,6 +83,8 @@ class GKDDataModule(L.LightningDataModule):
         teacher_ckpt: str | None = None,
         selection: str | None = None,
         regenerate_every: int = 1,
+        pool_sets: int = 1,
+        pool_refresh: float = 1.0,
         multiplier: float = 1.0,
         counts: list[int] | None = None,
         class_balance: Literal["uniform", "real"] = "uniform",
@@ -89,12 +94,16 @@ class GKDDataModule(L.LightningDataModule):
         label_on_view: bool = True,
         batch_size: int = 64,
         gen_batch_size: int = 256,
+        channels_last: bool = False,
+        compile_unet: bool = False,
         cache_dir: str | None = None,
         seed: int | None = None,
     ) -> None:
         super().__init__()
         if regenerate_every < 0:
             raise ConfigError(f"regenerate_every must be >= 0 (0 = static set); got {regenerate_every}")
+        if pool_sets < 1 or not 0.0 <= pool_refresh <= 1.0:
+            raise ConfigError(f"need pool_sets >= 1 and 0 <= pool_refresh <= 1; got {pool_sets}, {pool_refresh}")
         if multiplier <= 0:
             raise ConfigError(f"multiplier must be > 0; got {multiplier}")
         if generator is None and selection is None:
@@ -106,6 +115,8 @@ class GKDDataModule(L.LightningDataModule):
         self.teacher_ckpt = teacher_ckpt
         self.selection = selection
         self.regenerate_every = regenerate_every
+        self.pool_sets = pool_sets
+        self.pool_refresh = pool_refresh
         self.multiplier = multiplier
         self.counts = counts
         self.class_balance = class_balance
@@ -113,6 +124,7 @@ class GKDDataModule(L.LightningDataModule):
         self.label_on_view = label_on_view
         self.batch_size = batch_size
         self.gen_batch_size = gen_batch_size
+        self.speedups = {"channels_last": channels_last, "compile": compile_unet}
         self.cache_dir = cache_dir
         self.seed = 0 if seed is None else seed
         self.generator: FrozenGenerator | None = None
@@ -178,7 +190,7 @@ class GKDDataModule(L.LightningDataModule):
             return
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         chosen = self.resolved_sampling()
-        self.generator = FrozenGenerator.load(chosen["generator"], device=device)
+        self.generator = FrozenGenerator.load(chosen["generator"], device=device).optimize(**self.speedups)
         g = self.generator
         check_fits_data("generator", g.source, g.num_classes, g.in_channels, g.image_size, self.info)
         for key in ("steps", "guidance", "sampler"):
@@ -193,8 +205,14 @@ class GKDDataModule(L.LightningDataModule):
 
     # -- the synthetic set ---------------------------------------------------------------------------------------
     def set_index(self, epoch: int) -> int:
-        """Which generated set epoch ``epoch`` trains on."""
-        return 0 if self.regenerate_every == 0 else epoch // self.regenerate_every
+        """Which generated set epoch ``epoch`` trains on (see :mod:`kr_lightning.distill.schedule`)."""
+        return set_index(
+            epoch,
+            regenerate_every=self.regenerate_every,
+            pool_sets=self.pool_sets,
+            pool_refresh=self.pool_refresh,
+            seed=self.seed,
+        )
 
     def local_labels(self, world_size: int) -> torch.Tensor:
         """The generator classes of one rank's shard (class-balanced, equal size on every rank)."""
@@ -209,39 +227,29 @@ class GKDDataModule(L.LightningDataModule):
             return balanced_labels(self.num_classes, n_local)
         return prior_labels(np.bincount(train, minlength=self.num_classes), n_local)
 
-    def _cache_file(self, set_index: int, rank: int, labels: torch.Tensor) -> Path | None:
-        """Where set ``(set_index, rank)`` is cached; the name hashes everything the images depend on."""
-        if self.cache_dir is None:
-            return None
-        assert self.generator is not None
-        source = Path(self.generator.source)
-        weights = source / "unet" / "diffusion_pytorch_model.safetensors" if source.is_dir() else source
-        stat = weights.stat()
-        key = {
-            "generator": str(weights.resolve()),
-            "mtime": stat.st_mtime_ns,
-            "size": stat.st_size,
-            "knobs": self.knobs,
-            "seed": self.seed,
-            "set": set_index,
-            "rank": rank,
-            "labels": labels.tolist(),
-            "device": self.generator.device.type,
-        }
-        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        return Path(self.cache_dir) / f"set{set_index:04d}-rank{rank}-{digest}.pt"
-
     def images(self, set_index: int, rank: int, world_size: int, progress: bool = False) -> torch.Tensor:
         """The images of set ``(set_index, rank)``: generated, or read from ``cache_dir`` when cached there."""
         assert self.generator is not None, "call setup() first"
         labels = self.local_labels(world_size)
-        path = self._cache_file(set_index, rank, labels)
-        if path is not None and path.is_file():
-            return torch.load(path, map_location=self.generator.device, weights_only=True)["x"]
-        rng = make_rng(self.seed, set_index, rank, device=self.generator.device)
+        device = self.generator.device
+        path = None
+        if self.cache_dir is not None:
+            path = cache.cache_file(
+                self.cache_dir,
+                self.generator.source,
+                device.type,
+                knobs=self.knobs,
+                seed=self.seed,
+                set_index=set_index,
+                rank=rank,
+                labels=labels,
+            )
+            if path.is_file():
+                return cache.load(path, device)
+        rng = make_rng(self.seed, set_index, rank, device=device)
         x = synthesize(self.generator, labels, rng, batch_size=self.gen_batch_size, progress=progress, **self.knobs)
         if path is not None:
-            artifacts.atomic_write(path, lambda fh: torch.save({"x": x.cpu(), "labels": labels}, fh))
+            cache.save(path, x, labels)
         return x
 
     def generate(self, set_index: int, rank: int, world_size: int, progress: bool = False) -> TensorDataset:

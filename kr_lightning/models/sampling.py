@@ -54,6 +54,12 @@ def guided_prediction(
     return uncond + guidance * (cond - uncond)
 
 
+def _is_channels_last(unet: UNet2DModel) -> bool:
+    """Whether the UNet's convolutions were converted to channels-last (inputs then follow)."""
+    weight = unet.conv_in.weight
+    return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     """Crop the central ``size x size`` window of ``(B, C, H, W)`` (the inverse of symmetric padding)."""
     top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
@@ -100,6 +106,7 @@ def sample(
     if steps < 1:
         raise ConfigError(f"steps must be >= 1; got {steps}")
     device, dtype = unet.device, unet.dtype
+    memory_format = torch.channels_last if _is_channels_last(unet) else torch.contiguous_format
     size = unet.config.sample_size
     shape = (len(labels), unet.config.in_channels, size, size)
     noise = torch.randn(shape, generator=rng, device=rng.device, dtype=torch.float32).to(device)
@@ -112,7 +119,7 @@ def sample(
         y = labels[start : start + batch_size]
         extra: dict[str, Any] = {} if sampler == "ddim" else {"generator": rng}
         for t in scheduler.timesteps:
-            x_in = scheduler.scale_model_input(x, t).to(dtype)
+            x_in = scheduler.scale_model_input(x, t).to(dtype=dtype, memory_format=memory_format)
             eps = guided_prediction(unet, x_in, t, y, guidance, null_label).float()
             x = scheduler.step(eps, t, x, **extra).prev_sample
         out.append(x.clamp(-1.0, 1.0))

@@ -1,0 +1,51 @@
+"""Peak resident memory of each stage (CPU), one short run per stage in its own process.
+
+Prints one JSON line per stage with ``peak_rss_mb`` (``ru_maxrss`` of the process that ran it).
+
+    python benchmarks/memory.py
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+
+STAGES = {
+    "generator (fit, 1 epoch)": ["fit", "--config", "experiments/breastmnist/generator.yaml", "--trainer.max_epochs=1",
+                                 "--trainer.callbacks=[]", "--trainer.enable_checkpointing=false"],
+    "teacher (fit, 2 epochs)": ["fit", "--config", "experiments/breastmnist/teacher.yaml", "--trainer.max_epochs=2"],
+    "sample (546 images)": ["sample", "--generator=runs/breastmnist/generator/export", "--per_class=273",
+                            "--sampler=dpmsolver++", "--steps=10", "--device=cpu"],
+}
+
+
+def child(argv: list[str]) -> None:
+    from kr_lightning.cli import main
+
+    main(argv)
+    print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2:])
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, argv in STAGES.items():
+            argv = list(argv)
+            if argv[0] == "fit":
+                argv.append(f"--trainer.default_root_dir={tmp}/{len(name)}")
+            else:
+                argv.append(f"--out={tmp}/sample.npz")
+            done = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True)
+            peak = [line for line in done.stdout.splitlines() if line.startswith("PEAK_RSS_KB")]
+            print(json.dumps({"benchmark": "memory", "stage": name, "returncode": done.returncode,
+                              "peak_rss_mb": round(int(peak[-1].split()[1]) / 1024, 1) if peak else None}),
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
