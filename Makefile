@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 DATASETS ?= breastmnist,pneumoniamnist,retinamnist,dermamnist,bloodmnist,organcmnist
 SEEDS    ?= 0
 PROFILE  ?= gpu
+TRAINER_ARGS ?=
 
 .PHONY: help install test test-all lint format clean quickstart reproduce-medmnist bench
 
@@ -31,8 +32,8 @@ format: install  ## ruff format + autofix
 quickstart: install  ## the whole KR pipeline on the embedded digits dataset (CPU, no network), prints the table
 	$(PY) -m kr_lightning pipeline --datasets='[digits]' --profile=cpu --name=quickstart
 
-reproduce-medmnist: install  ## all stages for DATASETS x SEEDS (PROFILE=gpu|cpu), resumable; writes results/medmnist.md
-	$(PY) -m kr_lightning pipeline --datasets='[$(DATASETS)]' --seeds='[$(SEEDS)]' --profile=$(PROFILE) --name=medmnist
+reproduce-medmnist: install  ## all stages for DATASETS x SEEDS (PROFILE=gpu|cpu; TRAINER_ARGS=--trainer.devices=8,...), resumable -> results/medmnist.md
+	$(PY) -m kr_lightning pipeline --datasets='[$(DATASETS)]' --seeds='[$(SEEDS)]' --profile=$(PROFILE) --name=medmnist --trainer_args='[$(TRAINER_ARGS)]'
 
 bench: install  ## speed benchmarks (JSON lines), see benchmarks/README.md
 	$(PY) benchmarks/run_all.py

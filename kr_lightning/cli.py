@@ -13,6 +13,7 @@ import inspect
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,8 @@ class KRCLI(LightningCLI):
             return
         root = Path(root)
         _fill_layout(config.trainer, root, version=self.subcommand if self.subcommand not in ("fit", None) else "")
+        if self.subcommand and config.get("weights_only") is None:
+            config.weights_only = True  # our checkpoints hold tensors and plain types only: never unpickle code
         if self.subcommand == "fit" and config.get("ckpt_path") is None:
             _guard_finished_run(root, overwrite=bool(config.get("overwrite")))
         if self.subcommand and config.get("ckpt_path") is None:
@@ -213,6 +216,13 @@ def main(args: ArgsType = None) -> None:
     Args:
         args: Command-line arguments (``sys.argv[1:]`` when ``None``); a list lets tests call the CLI in process.
     """
+    # Injected backbones are stored in the hyperparameters on purpose (checkpoints rebuild themselves from the
+    # parsed config); Lightning's advice to ignore nn.Module hyperparameters does not apply here.
+    warnings.filterwarnings("ignore", message=r"Attribute '.*' is an instance of `nn.Module`")
+    # Lightning 2.6 still calls jsonargparse APIs deprecated in 4.49; nothing a user can act on.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\.pytorch\.cli")
+    # stages built in process (privacy reference runs) pass args= while sys.argv holds the outer command
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
     argv = list(sys.argv[1:] if args is None else args)
     try:
         _dispatch(argv)

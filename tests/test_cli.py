@@ -52,7 +52,7 @@ def test_links_classes_and_channels_from_data(tmp_path):
     write_medmnist_npz(tmp_path, "dermamnist", channels=3, num_classes=7)
     run = tmp_path / "run"
     fit_teacher(run, tmp_path, "--data.flag=dermamnist", "--trainer.max_epochs=1")
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["num_classes"] == 7
     assert ckpt["hyper_parameters"]["in_channels"] == 3
 
@@ -99,7 +99,7 @@ def test_rerun_resumes_from_last_and_keeps_logs(tmp_path, tiny_root, capsys):
     assert "resuming from" in capsys.readouterr().out
     epochs = {line.split(",")[0] for line in (run / "metrics.csv").read_text().splitlines()[1:]}
     assert epochs == {"0", "1"}
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
 
 
 def test_module_help_in_subprocess():
@@ -108,3 +108,18 @@ def test_module_help_in_subprocess():
     )
     assert out.returncode == 0, out.stderr
     assert "python -m kr_lightning" in out.stdout and "fit" in out.stdout
+
+
+def test_deterministic_switch_gives_bit_identical_runs(tmp_path, tiny_root):
+    for name in ("a", "b"):
+        fit_teacher(tmp_path / name, tiny_root, "--trainer.deterministic=true")
+    a = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoints_load_with_weights_only(tmp_path, tiny_root):
+    fit_teacher(tmp_path / "run", tiny_root)
+    for name in ("best.ckpt", "last.ckpt"):
+        ckpt = torch.load(tmp_path / "run" / "checkpoints" / name, weights_only=True)
+        assert ckpt["hyper_parameters"]["_class_path"] == "kr_lightning.models.Teacher"

@@ -36,7 +36,12 @@ def memorisation_report(
     ``plan`` is the deployed student's ``(data seed, class counts)``: set 0 is then the very set it trained on first.
     """
     data_seed, counts = plan
-    overrides = [f"--data.cache_dir={cache}", f"--data.seed={data_seed}", f"--data.counts={counts}"]
+    overrides = [
+        f"--data.cache_dir={cache}",
+        f"--data.seed={data_seed}",
+        f"--data.counts={counts}",
+        "--data.teacher_ckpt=null",
+    ]  # only the images are needed
     overrides += [f"--data.selection={selection}"] if selection else []
     data = build(student_config, folder / "memorisation", seed, overrides).datamodule
     data.setup("fit")
