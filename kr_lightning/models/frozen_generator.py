@@ -195,17 +195,7 @@ class FrozenGenerator:
         meta = json.loads(meta_path.read_text())
         unet = UNet2DModel.from_pretrained(folder / "unet", use_safetensors=True, low_cpu_mem_usage=False)
         scheduler = DDPMScheduler.from_pretrained(folder / "scheduler")
-        return cls(
-            unet=unet,
-            scheduler_config=dict(scheduler.config),
-            num_classes=meta["num_classes"],
-            in_channels=meta["in_channels"],
-            image_size=meta["image_size"],
-            sample_steps=meta["sample_steps"],
-            sample_guidance=meta["sample_guidance"],
-            sampler=meta["sampler"],
-            source=str(folder),
-        )
+        return cls._assemble(unet, scheduler, meta, folder)
 
     @classmethod
     def _from_checkpoint(cls, path: Path) -> FrozenGenerator:
@@ -229,14 +219,12 @@ class FrozenGenerator:
         )
         unet.load_state_dict({k[len("unet.") :]: v for k, v in state.items() if k.startswith("unet.")})
         scheduler = DDPMScheduler(clip_sample=True, **{k: hp[k] for k in SCHEDULER_KEYS})
-        return cls(
-            unet=unet,
-            scheduler_config=dict(scheduler.config),
-            num_classes=hp["num_classes"],
-            in_channels=hp["in_channels"],
-            image_size=hp["image_size"],
-            sample_steps=hp["sample_steps"],
-            sample_guidance=hp["sample_guidance"],
-            sampler=hp["sampler"],
-            source=str(path),
-        )
+        return cls._assemble(unet, scheduler, hp, path)
+
+    @classmethod
+    def _assemble(
+        cls, unet: UNet2DModel, scheduler: DDPMScheduler, meta: dict[str, Any], source: Path
+    ) -> FrozenGenerator:
+        """A FrozenGenerator from a UNet, its scheduler and the metadata keys of ``kr_generator.json``."""
+        keys = ("num_classes", "in_channels", "image_size", "sample_steps", "sample_guidance", "sampler")
+        return cls(unet=unet, scheduler_config=dict(scheduler.config), source=str(source), **{k: meta[k] for k in keys})
