@@ -39,8 +39,13 @@ def main() -> None:
         n_real = len(real.datamodule.split("train"))
         for multiplier in args.multipliers:
             cache = Path(tmp) / f"cache{multiplier}"
-            overrides = [*quiet, f"--data.multiplier={multiplier}", "--data.regenerate_every=0",
-                         f"--data.cache_dir={cache}", *args.extra]
+            overrides = [
+                *quiet,
+                f"--data.multiplier={multiplier}",
+                "--data.regenerate_every=0",
+                f"--data.cache_dir={cache}",
+                *args.extra,
+            ]
             cli = build(Path(args.student), Path(tmp) / f"student{multiplier}", 0, overrides)
             data = cli.datamodule
             data.setup("fit")
@@ -48,19 +53,24 @@ def main() -> None:
             label_s, _ = timed(lambda d=data, x=x: teacher_logits(d.teacher, x))
             train_s, _ = timed(lambda c=cli: c.trainer.fit(c.model, datamodule=c.datamodule))  # reads the cache
             epoch_s = gen_s + label_s + train_s
-            print(json.dumps({
-                "benchmark": "gkd_epoch",
-                "multiplier": multiplier,
-                "n_synthetic": len(x),
-                "knobs": data.knobs,
-                "gen_s": round(gen_s, 2),
-                "label_s": round(label_s, 3),
-                "train_s": round(train_s, 2),
-                "epoch_s": round(epoch_s, 2),
-                "gen_share": round(gen_s / epoch_s, 3),
-                "real_epoch_s": round(real_s * len(x) / n_real, 2),
-                "ratio_to_real_epoch": round(epoch_s / (real_s * len(x) / n_real), 2),
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "benchmark": "gkd_epoch",
+                        "multiplier": multiplier,
+                        "n_synthetic": len(x),
+                        "knobs": data.knobs,
+                        "gen_s": round(gen_s, 2),
+                        "label_s": round(label_s, 3),
+                        "train_s": round(train_s, 2),
+                        "epoch_s": round(epoch_s, 2),
+                        "gen_share": round(gen_s / epoch_s, 3),
+                        "real_epoch_s": round(real_s * len(x) / n_real, 2),
+                        "ratio_to_real_epoch": round(epoch_s / (real_s * len(x) / n_real), 2),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -14,11 +14,23 @@ import sys
 import tempfile
 
 STAGES = {
-    "generator (fit, 1 epoch)": ["fit", "--config", "experiments/breastmnist/generator.yaml", "--trainer.max_epochs=1",
-                                 "--trainer.callbacks=[]", "--trainer.enable_checkpointing=false"],
+    "generator (fit, 1 epoch)": [
+        "fit",
+        "--config",
+        "experiments/breastmnist/generator.yaml",
+        "--trainer.max_epochs=1",
+        "--trainer.callbacks=[]",
+        "--trainer.enable_checkpointing=false",
+    ],
     "teacher (fit, 2 epochs)": ["fit", "--config", "experiments/breastmnist/teacher.yaml", "--trainer.max_epochs=2"],
-    "sample (546 images)": ["sample", "--generator=runs/breastmnist/generator/export", "--per_class=273",
-                            "--sampler=dpmsolver++", "--steps=10", "--device=cpu"],
+    "sample (546 images)": [
+        "sample",
+        "--generator=runs/breastmnist/generator/export",
+        "--per_class=273",
+        "--sampler=dpmsolver++",
+        "--steps=10",
+        "--device=cpu",
+    ],
 }
 
 
@@ -42,9 +54,17 @@ def main() -> None:
                 argv.append(f"--out={tmp}/sample.npz")
             done = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True)
             peak = [line for line in done.stdout.splitlines() if line.startswith("PEAK_RSS_KB")]
-            print(json.dumps({"benchmark": "memory", "stage": name, "returncode": done.returncode,
-                              "peak_rss_mb": round(int(peak[-1].split()[1]) / 1024, 1) if peak else None}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {
+                        "benchmark": "memory",
+                        "stage": name,
+                        "returncode": done.returncode,
+                        "peak_rss_mb": round(int(peak[-1].split()[1]) / 1024, 1) if peak else None,
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -67,6 +67,21 @@ def unet_gflops(unet, batch, repeats=5):
     return counter.get_total_flops(), counter.get_total_flops() / seconds / 1e9
 
 
+def op_profile(unet, batch, top=8):
+    """Share of CPU time per operator type in one batched CFG forward (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x = torch.randn(batch, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    t, y = torch.tensor(500), torch.zeros(batch, dtype=torch.long)
+    with torch.inference_mode():
+        unet(x, t, class_labels=y)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            unet(x, t, class_labels=y)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return {e.key: round(e.self_cpu_time_total / total, 3) for e in events[:top]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generator", default=None, help="checkpoint or export folder (default: random init)")
@@ -88,8 +103,9 @@ def main() -> None:
     labels = torch.arange(args.n) % k
     common = dict(steps=args.steps, guidance=args.guidance, null_label=k, sampler=args.sampler)
 
-    naive_s, naive = best_time(lambda: naive_sample(frozen.unet, config, labels, rng=make_rng(0), **common),
-                               args.repeats)
+    naive_s, naive = best_time(
+        lambda: naive_sample(frozen.unet, config, labels, rng=make_rng(0), **common), args.repeats
+    )
     variants = {"batched_cfg": (False, False), "batched_cfg+channels_last": (True, False)}
     if not args.no_compile:
         variants["batched_cfg+channels_last+compile"] = (True, True)
@@ -105,30 +121,41 @@ def main() -> None:
             lambda v=variant: sample(v.unet, config, labels, rng=make_rng(0), batch_size=args.n, **common),
             args.repeats,
         )
-        results[name] = {"variant": name, "img_per_s": round(args.n / seconds, 2),
-                         "speedup_vs_naive": round(naive_s / seconds, 3),
-                         "max_abs_diff_vs_naive": float((images - naive).abs().max()),
-                         "warmup_s": round(warmup, 1)}
+        results[name] = {
+            "variant": name,
+            "img_per_s": round(args.n / seconds, 2),
+            "speedup_vs_naive": round(naive_s / seconds, 3),
+            "max_abs_diff_vs_naive": float((images - naive).abs().max()),
+            "warmup_s": round(warmup, 1),
+        }
         print(json.dumps({"benchmark": "sampling_variant", **results[name]}))
     best = max(results.values(), key=lambda r: r["img_per_s"])
     flops, achieved = unet_gflops(frozen.unet, 2 * args.n)
     peak = matmul_gflops()
-    print(json.dumps({
-        "benchmark": "sampling",
-        "n_images": args.n, "steps": args.steps, "guidance": args.guidance, "sampler": args.sampler,
-        "unet_params": sum(p.numel() for p in frozen.unet.parameters()),
-        "naive_img_per_s": round(args.n / naive_s, 2),
-        "ours_variant": best["variant"],
-        "ours_img_per_s": best["img_per_s"],
-        "speedup": best["speedup_vs_naive"],
-        "max_abs_diff": best["max_abs_diff_vs_naive"],
-        "unet_cfg_forward_gflop": round(flops / 1e9, 3),
-        "unet_achieved_gflops": round(achieved, 1),
-        "matmul_gflops": round(peak, 1),
-        "unet_fraction_of_matmul": round(achieved / peak, 3),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "sampling",
+                "n_images": args.n,
+                "steps": args.steps,
+                "guidance": args.guidance,
+                "sampler": args.sampler,
+                "unet_params": sum(p.numel() for p in frozen.unet.parameters()),
+                "naive_img_per_s": round(args.n / naive_s, 2),
+                "ours_variant": best["variant"],
+                "ours_img_per_s": best["img_per_s"],
+                "speedup": best["speedup_vs_naive"],
+                "max_abs_diff": best["max_abs_diff_vs_naive"],
+                "unet_cfg_forward_gflop": round(flops / 1e9, 3),
+                "unet_achieved_gflops": round(achieved, 1),
+                "matmul_gflops": round(peak, 1),
+                "unet_fraction_of_matmul": round(achieved / peak, 3),
+                "unet_cpu_time_share_by_op": op_profile(frozen.unet, 2 * args.n),
+                "torch_threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

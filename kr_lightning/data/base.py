@@ -1,0 +1,175 @@
+"""Shared behaviour of the real-image DataModules: splits as tensors, loaders, seeded augmentation."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from kr_lightning.data.arrays import SPLITS, Split, to_tensor
+from kr_lightning.data.augment import augment
+from kr_lightning.data.info import DatasetInfo
+from kr_lightning.errors import ConfigError, DataError
+from kr_lightning.seeding import make_rng
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Real train / val / test splits served as ``(x, y)`` batches.
+
+    ``x`` is ``float32 (B, C, H, W)`` in ``[-1, 1]``, ``y`` is ``int64 (B,)``. The train order and the
+    augmentation are pure functions of ``(seed, epoch)`` and ``(seed, global_step, rank)``, so a run resumed
+    from a checkpoint sees exactly the batches an uninterrupted run would have seen.
+
+    Privacy audit contract: the ``train`` split holds the members (every image the teacher and the generator
+    trained on); ``val`` and ``test`` hold non-members (see :attr:`nonmember_splits`).
+
+    Args:
+        batch_size: Training batch size (per device).
+        eval_batch_size: Batch size for val / test / predict.
+        num_workers: DataLoader workers (0 keeps everything in the main process; the data is in memory).
+        max_shift: Training augmentation: random translation of up to this many pixels (0 disables).
+        hflip: Training augmentation: random horizontal flips (only where label-preserving for the dataset).
+        vflip: Training augmentation: random vertical flips.
+        seed: Seed of the shuffling and augmentation; ``None`` takes the run's ``seed_everything``.
+    """
+
+    member_split = "train"
+    nonmember_splits = ("val", "test")
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 64,
+        eval_batch_size: int = 512,
+        num_workers: int = 0,
+        max_shift: int = 0,
+        hflip: bool = False,
+        vflip: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ConfigError(f"batch sizes must be >= 1; got {batch_size} and {eval_batch_size}")
+        if max_shift < 0:
+            raise ConfigError(f"max_shift must be >= 0; got {max_shift}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.max_shift = max_shift
+        self.hflip = hflip
+        self.vflip = vflip
+        self.seed = 0 if seed is None else seed
+        self._splits: dict[str, Split] | None = None
+        self._tensors: dict[str, TensorDataset] = {}
+
+    # -- metadata, known at __init__ so that LightningCLI can link it to the model --------------------------
+    @property
+    @abstractmethod
+    def info(self) -> DatasetInfo:
+        """Dataset metadata."""
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes K."""
+        return self.info.num_classes
+
+    @property
+    def in_channels(self) -> int:
+        """Image channels (1 or 3)."""
+        return self.info.in_channels
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square images."""
+        return self.info.image_size
+
+    @property
+    def name(self) -> str:
+        """Dataset name used in run folders and reports."""
+        return self.info.flag
+
+    # -- data --------------------------------------------------------------------------------------------------
+    @abstractmethod
+    def load_splits(self) -> dict[str, Split]:
+        """Read the three splits from their source (validated)."""
+
+    def prepare_data(self) -> None:
+        """Check (and where configured, download) the source once, on rank 0."""
+        self.load_splits()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the splits once and keep them as tensors."""
+        if self._splits is None:
+            self._splits = self.load_splits()
+            counts = np.bincount(self._splits["train"].labels, minlength=self.num_classes)
+            if (counts == 0).any():
+                empty = [f"{k} ({self.info.labels[k]})" for k in np.flatnonzero(counts == 0)]
+                raise DataError(
+                    f"{self.name}: the train split has no image of class {', '.join(empty)}; every one of the "
+                    f"{self.num_classes} classes needs training images (check the file or the flag)"
+                )
+            for name, split in self._splits.items():
+                self._tensors[name] = TensorDataset(to_tensor(split.images), torch.from_numpy(split.labels))
+
+    def split(self, name: str) -> Split:
+        """The raw uint8 images and labels of ``name`` in ``("train", "val", "test")``."""
+        if name not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}; got {name!r}")
+        self.setup()
+        assert self._splits is not None
+        return self._splits[name]
+
+    def set_train(self, split: Split) -> None:
+        """Replace the training split (used by the privacy audit to train reference models on a subset)."""
+        self.setup()
+        assert self._splits is not None
+        self._splits = {**self._splits, "train": split}
+        self._tensors["train"] = TensorDataset(to_tensor(split.images), torch.from_numpy(split.labels))
+
+    def tensors(self, name: str) -> TensorDataset:
+        """``(x, y)`` tensors of a split (float ``[-1, 1]`` images, int64 labels)."""
+        self.split(name)
+        return self._tensors[name]
+
+    # -- loaders -----------------------------------------------------------------------------------------------
+    def _sampler(self, dataset: TensorDataset) -> DistributedSampler:
+        """A per-epoch seeded shuffle; under DDP each rank takes its own part of the split."""
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        return DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training split (order is a function of ``seed`` and the epoch)."""
+        ds = self.tensors("train")
+        return DataLoader(ds, batch_size=self.batch_size, sampler=self._sampler(ds), num_workers=self.num_workers)
+
+    def _eval_loader(self, name: str) -> DataLoader:
+        return DataLoader(self.tensors(name), batch_size=self.eval_batch_size, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        """The real validation split, in order."""
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        """The real test split, in order."""
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        """The real test split, in order."""
+        return self._eval_loader("test")
+
+    def augment(self, x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        """This data module's training augmentation applied to a batch."""
+        return augment(x, rng, max_shift=self.max_shift, hflip=self.hflip, vflip=self.vflip)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:  # noqa: ANN401 - Lightning batch
+        """Augment training batches on the device with an rng keyed by ``(seed, global_step, rank)``."""
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return batch
+        x, *rest = batch
+        rng = make_rng(self.seed, trainer.global_step, trainer.global_rank, device=x.device)
+        return (self.augment(x, rng), *rest)
