@@ -1,3 +1,4 @@
+import functools
 import json
 
 import pytest
@@ -5,6 +6,8 @@ import pytest
 from conftest import CONFIGS
 from kr_lightning.cli import main
 from kr_lightning.data.base import ImageDataModule
+from kr_lightning.distill.selection import describe_net
+from kr_lightning.models.networks import SmallCNN
 
 
 def run_select(generator_run, out, *extra):
@@ -83,3 +86,16 @@ def test_student_reads_the_selection(tmp_path, tiny_generator_run, tiny_digits_t
         ]
     )
     assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_net_description_is_the_same_in_every_process():
+    """The resume tag hashes the backbone; jsonargparse's partial wraps it in per-process functions."""
+
+    def wrapper(instantiator, cls, *args, **kwargs):
+        return instantiator(cls, *args, **kwargs)
+
+    first = functools.partial(wrapper, lambda c, **k: c(**k), SmallCNN, width=32, dropout=0.2)
+    second = functools.partial(wrapper, lambda c, **k: c(**k), SmallCNN, dropout=0.2, width=32)
+    assert describe_net(first) == describe_net(second) == "kr_lightning.models.networks.SmallCNN(dropout=0.2, width=32)"
+    assert describe_net(SmallCNN) == "kr_lightning.models.networks.SmallCNN()"
+    assert describe_net(functools.partial(SmallCNN, width=16)) != describe_net(first)

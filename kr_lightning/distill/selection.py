@@ -9,6 +9,7 @@ selection resumes where it stopped; ``selection.json`` lists all candidates and 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -133,6 +134,21 @@ def score_candidate(candidate: Candidate, real: ImageDataModule, recipe: QuickSt
     }
 
 
+def describe_net(net: Callable[..., nn.Module]) -> str:
+    """A description of a backbone factory that is the same in every process (no object addresses).
+
+    jsonargparse hands over ``partial(<wrapper>, <instantiator>, <class>, **init_args)``; the description is the
+    innermost class or function with its keyword arguments, e.g. ``kr_lightning.models.networks.SmallCNN(width=32)``.
+    """
+    kwargs: dict[str, Any] = {}
+    target: Any = net
+    while isinstance(target, functools.partial):
+        kwargs = {**target.keywords, **kwargs}
+        target = next((a for a in reversed(target.args) if callable(a)), target.func)
+    name = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(target).__qualname__)}"
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in sorted(kwargs.items()))})"
+
+
 def best_of(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Highest mean val accuracy; ties go to the higher val AUC, then to the earlier candidate."""
     return max(results, key=lambda r: (round(r["val_acc"], 6), round(r["val_auc"], 6)))
@@ -142,8 +158,8 @@ def run_search(
     candidates: list[Candidate], real: ImageDataModule, recipe: QuickStudent, seed: int, folder: Path
 ) -> list[dict[str, Any]]:
     """Score each candidate once; results already in ``folder`` for the same recipe and seed are reused (resume)."""
-    fields = {k: v for k, v in asdict(recipe).items() if k != "net"}
-    tag = hashlib.sha1(repr((sorted(fields.items()), repr(recipe.net), seed, real.name)).encode()).hexdigest()[:8]
+    fields = {k: v for k, v in asdict(recipe).items() if k != "net"} | {"net": describe_net(recipe.net)}
+    tag = hashlib.sha1(repr((sorted(fields.items()), seed, real.name)).encode()).hexdigest()[:8]
     results = []
     for candidate in candidates:
         path = folder / f"{candidate.key}-r{tag}.json"
@@ -255,7 +271,8 @@ def select(
     summary = {
         "dataset": data.name,
         "score": "mean final val/acc of quick students (ties: val/auc); the test split is never read",
-        "recipe": {k: v for k, v in asdict(recipe).items() if k != "net"} | {"seed": seed},
+        "recipe": {k: v for k, v in asdict(recipe).items() if k != "net"}
+        | {"net": describe_net(recipe.net), "seed": seed},
         "checkpoints": by_checkpoint,
         "knobs": by_knobs,
         "winner": {k: winner[k] for k in ("generator", "steps", "guidance", "sampler", "val_acc", "val_auc")},
