@@ -226,6 +226,13 @@ def main(args: ArgsType = None) -> None:
     argv = list(sys.argv[1:] if args is None else args)
     try:
         _dispatch(argv)
+    except KeyboardInterrupt:
+        print(
+            "\nkr_lightning: interrupted; rerun the same command to resume (fit continues from last.ckpt, select and"
+            " mia from their last finished unit, the pipeline skips finished stages)",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
     except Exception as err:
         cause = _user_error(err)
         if cause is None:

@@ -146,6 +146,19 @@ def plan(
     return steps
 
 
+def run_stage(command: list[str]) -> int:
+    """Run one stage; on Ctrl-C let it shut down cleanly (it received the same signal) before stopping too."""
+    with subprocess.Popen(command) as process:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            try:
+                process.wait(timeout=120)
+            except (KeyboardInterrupt, subprocess.TimeoutExpired):
+                process.kill()
+            raise
+
+
 def pipeline(
     *,
     datasets: list[str],
@@ -196,10 +209,10 @@ def pipeline(
                 print(f"pipeline: [{dataset} seed {seed}] {step.name}: {shlex.join(command)}", flush=True)
                 if dry_run:
                     continue
-                completed = subprocess.run(command, check=False)
-                if completed.returncode != 0:
+                returncode = run_stage(command)
+                if returncode != 0:
                     raise SystemExit(
-                        f"pipeline: stage {step.name!r} of {dataset} seed {seed} failed (exit {completed.returncode});"
+                        f"pipeline: stage {step.name!r} of {dataset} seed {seed} failed (exit {returncode});"
                         " fix the error above and rerun the same command: finished stages are skipped"
                     )
     from kr_lightning.report import report

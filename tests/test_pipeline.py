@@ -1,5 +1,10 @@
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import yaml
@@ -107,3 +112,47 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     main(args)
     again = capsys.readouterr().out
     assert again.count(": done (") == 9  # every stage is skipped the second time
+
+
+CHILD = """
+import pathlib, signal, sys, time
+def stop(*_):
+    time.sleep(1.0)  # a graceful shutdown that takes longer than subprocess.run's 0.25 s grace
+    pathlib.Path(sys.argv[1]).write_text("clean")
+    sys.exit(1)
+signal.signal(signal.SIGINT, stop)
+pathlib.Path(sys.argv[2]).write_text("ready")
+time.sleep(60)
+"""
+
+OUTER = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from kr_lightning.pipeline import run_stage
+run_stage([sys.executable, "-c", sys.argv[1], sys.argv[2], sys.argv[3]])
+"""
+
+
+def test_ctrl_c_lets_the_running_stage_shut_down_cleanly(tmp_path):
+    """Ctrl-C reaches the whole process group; the pipeline waits for the stage's own shutdown, then stops."""
+    marker, ready = tmp_path / "clean", tmp_path / "ready"
+    outer = subprocess.Popen(
+        [sys.executable, "-c", OUTER, CHILD, str(marker), str(ready)], cwd=REPO, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(outer.pid, signal.SIGINT)
+    assert outer.wait(timeout=60) != 0
+    assert marker.read_text() == "clean"
+
+
+def test_ctrl_c_prints_how_to_resume(monkeypatch, capsys):
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("kr_lightning.cli._dispatch", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pipeline", "--datasets=[digits]"])
+    assert exit_info.value.code == 130
+    assert "rerun the same command to resume" in capsys.readouterr().err
