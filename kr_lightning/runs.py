@@ -70,7 +70,11 @@ def mark_finished(folder: Path, trainer: L.Trainer) -> None:
     started = record.get("started")
     record |= {
         "finished": now.isoformat(timespec="seconds"),
-        "wall_seconds": round((now - datetime.fromisoformat(started)).total_seconds(), 1) if started else None,
+        "wall_seconds": round(
+            record.get("earlier_seconds", 0.0) + (now - datetime.fromisoformat(started)).total_seconds(), 1
+        )
+        if started
+        else None,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "best_ckpt": best,

@@ -62,6 +62,8 @@ def kill_and_resume_fit(tmp_path, config, steps_per_run, *extra):
     assert "finished" not in json.loads((cut / "run.json").read_text())
     resumed = cli([*base, f"--trainer.default_root_dir={cut}"], env_for(tmp_path, kill_step))
     assert "resuming from" in resumed.stdout
+    record = json.loads((cut / "run.json").read_text())
+    assert record["sessions"] == 2 and 0 < record["earlier_seconds"] < record["wall_seconds"]
     same_weights(full / "checkpoints" / "last.ckpt", cut / "checkpoints" / "last.ckpt")
     return full, cut
 

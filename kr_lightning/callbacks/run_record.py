@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import sys
@@ -42,8 +43,14 @@ class RunRecord(SaveConfigCallback):
     """Writes ``config.yaml`` (LightningCLI's full config) and ``run.json`` into the run folder (rank 0)."""
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Write ``run.json`` next to ``config.yaml`` (``started``: this process's start)."""
+        """Write ``run.json`` next to ``config.yaml`` (``started``: this process's start).
+
+        A resumed run also records ``sessions`` and ``earlier_seconds``: the active time of the interrupted
+        sessions, each counted from its start to its last checkpoint (later work was lost and is redone), so that
+        ``wall_seconds`` at the end is the compute the run took, not the time the folder existed.
+        """
         folder = Path(trainer.log_dir or trainer.default_root_dir)
+        resumed_from = self.config.get("ckpt_path")
         record = {
             "stage": stage,
             "command": [Path(sys.executable).name, "-m", "kr_lightning", *sys.argv[1:]],
@@ -52,6 +59,22 @@ class RunRecord(SaveConfigCallback):
             "python": platform.python_version(),
             "packages": package_versions(),
             "seed": self.config.get("seed_everything"),
-            "resumed_from": self.config.get("ckpt_path"),
+            "resumed_from": resumed_from,
         }
+        if resumed_from and stage == "fit":
+            record |= earlier_sessions(folder / "run.json", Path(resumed_from))
         artifacts.write_json(folder / "run.json", record)
+
+
+def earlier_sessions(run_json: Path, checkpoint: Path) -> dict[str, float | int]:
+    """Sessions and active seconds before this one, from the previous ``run.json`` and the checkpoint's time."""
+    try:
+        previous = json.loads(run_json.read_text())
+        started = datetime.fromisoformat(previous["started"]).timestamp()
+        active = max(0.0, checkpoint.stat().st_mtime - started)
+    except (OSError, KeyError, ValueError):
+        return {}
+    return {
+        "sessions": int(previous.get("sessions", 1)) + 1,
+        "earlier_seconds": round(float(previous.get("earlier_seconds", 0.0)) + active, 1),
+    }
