@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from jsonargparse import Namespace, auto_cli
+from jsonargparse import ArgumentError, Namespace, auto_cli
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
@@ -38,6 +38,10 @@ def _accepts(class_path: str, name: str) -> bool:
 
 class KRCLI(LightningCLI):
     """LightningCLI with the data -> model links, the run-folder layout, seeds and checkpoint defaults."""
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:  # noqa: ANN401
+        """Parsers raise on a bad argument; ``main`` prints one message instead of the whole usage."""
+        return super().init_parser(**{"exit_on_error": False, **kwargs})
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Link the dataset's classes, channels and image size into the model."""
@@ -233,6 +237,11 @@ def main(args: ArgsType = None) -> None:
             file=sys.stderr,
         )
         raise SystemExit(130) from None
+    except ArgumentError as err:
+        known = argv[:1] if argv and argv[0] in {*tool_commands(), "fit", "validate", "test", "predict"} else []
+        command = " ".join(["python -m kr_lightning", *known])
+        print(f"kr_lightning: error: {err}\nSee `{command} --help` for the accepted options.", file=sys.stderr)
+        raise SystemExit(2) from err
     except Exception as err:
         cause = _user_error(err)
         if cause is None:
@@ -256,7 +265,13 @@ def _user_error(err: BaseException) -> KRError | None:
 def _dispatch(argv: list[str]) -> None:
     tools = tool_commands()
     if argv and argv[0] in tools:
-        auto_cli(tools[argv[0]], args=argv[1:], parser_mode="yaml", prog=f"python -m kr_lightning {argv[0]}")
+        auto_cli(
+            tools[argv[0]],
+            args=argv[1:],
+            parser_mode="yaml",
+            prog=f"python -m kr_lightning {argv[0]}",
+            exit_on_error=False,
+        )
         return
     KRCLI(
         L.LightningModule,

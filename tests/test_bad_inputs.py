@@ -38,7 +38,10 @@ def parse_error(capsys, args):
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 2
-    return capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("kr_lightning: error:") == 1 and "usage:" not in err, err[-2000:]
+    assert "--help` for the accepted options" in err
+    return err
 
 
 def test_missing_data_file(tmp_path, capsys):
