@@ -5,6 +5,9 @@ Prints one JSON line per synthetic-set size (``--multipliers``): ``gen_s``, ``la
 (GKD epoch / real epoch of the same size, i.e. the real epoch scaled by the multiplier).
 
     python benchmarks/gkd_epoch.py --multipliers 0.5 1 2
+    python benchmarks/gkd_epoch.py --multipliers 1 \
+        --data.teacher_ckpt=runs/breastmnist/seed0/teacher/checkpoints/best.ckpt \
+        --data.steps=50 --data.sampler=ddim      # any further argument overrides the student config
 """
 
 from __future__ import annotations
@@ -30,8 +33,7 @@ def main() -> None:
     parser.add_argument("--student", default="experiments/breastmnist/student.yaml")
     parser.add_argument("--teacher", default="experiments/breastmnist/teacher.yaml")
     parser.add_argument("--multipliers", type=float, nargs="+", default=[0.5, 1.0, 2.0])
-    parser.add_argument("--extra", nargs="*", default=[], help="extra student overrides, e.g. --data.steps=20")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()  # anything else is a student override, e.g. --data.steps=50
     quiet = ["--trainer.max_epochs=1", "--trainer.limit_val_batches=0"]
     with tempfile.TemporaryDirectory() as tmp:
         real = build(Path(args.teacher), Path(tmp) / "teacher", 0, quiet)
@@ -44,7 +46,7 @@ def main() -> None:
                 f"--data.multiplier={multiplier}",
                 "--data.regenerate_every=0",
                 f"--data.cache_dir={cache}",
-                *args.extra,
+                *extra,
             ]
             cli = build(Path(args.student), Path(tmp) / f"student{multiplier}", 0, overrides)
             data = cli.datamodule
