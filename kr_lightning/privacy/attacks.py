@@ -205,12 +205,16 @@ def _gaussian_fit(ref_phi: np.ndarray, use: np.ndarray, fix_variance: bool) -> t
     global_sd = float(np.nanstd(data))
     if global_sd == 0.0:
         raise ValueError("reference phi values have zero spread; cannot fit a Gaussian")
-    data[0, count == 0] = 0.0  # placeholder so that no slice is all-NaN; replaced below
-    mu = np.where((count > 0)[:, None], np.nanmedian(data, axis=0), global_mu)
+    mu = np.broadcast_to(global_mu, data.shape[1:]).copy()
+    has = count > 0  # statistics only over examples with references (no all-NaN slices)
+    mu[has] = np.nanmedian(data[:, has], axis=0)
+    sd = np.full_like(mu, global_sd)
     if fix_variance:
-        return mu, np.full_like(mu, global_sd)
-    sd = np.nanstd(data, axis=0)
-    return mu, np.where((count[:, None] >= 2) & (sd > 0), sd, global_sd)
+        return mu, sd
+    enough = count >= 2
+    per_example = np.nanstd(data[:, enough], axis=0)
+    sd[enough] = np.where(per_example > 0, per_example, global_sd)
+    return mu, sd
 
 
 def lira_online(
