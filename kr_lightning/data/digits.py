@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -26,24 +28,9 @@ class DigitsDataModule(ImageDataModule):
     def __init__(
         self,
         split_seed: int = 0,
-        *,
-        batch_size: int = 64,
-        eval_batch_size: int = 512,
-        num_workers: int = 0,
-        max_shift: int = 0,
-        hflip: bool = False,
-        vflip: bool = False,
-        seed: int | None = None,
+        **kwargs: Any,  # noqa: ANN401 - the loader / augmentation options of ImageDataModule (CLI-resolved)
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            max_shift=max_shift,
-            hflip=hflip,
-            vflip=vflip,
-            seed=seed,
-        )
+        super().__init__(**kwargs)
         self.split_seed = split_seed
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from kr_lightning.data.arrays import Split, load_npz
 from kr_lightning.data.base import ImageDataModule
@@ -45,24 +46,9 @@ class MedMNISTDataModule(ImageDataModule):
         root: str | None = None,
         size: int = 28,
         download: bool = False,
-        *,
-        batch_size: int = 64,
-        eval_batch_size: int = 512,
-        num_workers: int = 0,
-        max_shift: int = 0,
-        hflip: bool = False,
-        vflip: bool = False,
-        seed: int | None = None,
+        **kwargs: Any,  # noqa: ANN401 - the loader / augmentation options of ImageDataModule (CLI-resolved)
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            max_shift=max_shift,
-            hflip=hflip,
-            vflip=vflip,
-            seed=seed,
-        )
+        super().__init__(**kwargs)
         self._info = medmnist_info(flag, size)
         self.flag = flag
         self.root = root
