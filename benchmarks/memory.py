@@ -23,6 +23,14 @@ STAGES = {
         "--trainer.enable_checkpointing=false",
     ],
     "teacher (fit, 2 epochs)": ["fit", "--config", "experiments/breastmnist/teacher.yaml", "--trainer.max_epochs=2"],
+    "GKD student (fit, 1 epoch, one 546-image set generated and labelled)": [
+        "fit",
+        "--config",
+        "experiments/breastmnist/student.yaml",
+        "--trainer.max_epochs=1",
+        "--data.cache_dir=null",
+        "--data.teacher_ckpt=runs/breastmnist/seed0/teacher/checkpoints/best.ckpt",
+    ],
     "sample (546 images)": [
         "sample",
         "--generator=runs/breastmnist/generator/export",

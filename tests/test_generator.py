@@ -127,3 +127,27 @@ def test_sample_command_writes_a_file_medmnist_reads(tiny_generator_run, tmp_pat
     assert image.size == (8, 8) and target.tolist() == [0]
     args = ["sample", f"--generator={tiny_generator_run / 'export'}", f"--out={out}", "--per_class=1", "--device=cpu"]
     assert "--overwrite=true" in cli_error(capsys, args)
+
+
+def test_compile_needs_a_backend_and_otherwise_warns_and_stays_eager(monkeypatch):
+    import torch._inductor.cpp_builder as cpp_builder
+
+    from kr_lightning.models.frozen_generator import compile_backend_missing
+
+    def tiny() -> FrozenGenerator:
+        model = DiffusionGenerator(
+            num_classes=2, image_size=8, block_out_channels=[8, 16], attention_levels=[False, False], norm_num_groups=4
+        )
+        return model.frozen()
+
+    compiled = isinstance(tiny().optimize(compile=True).unet, torch._dynamo.eval_frame.OptimizedModule)
+    assert compiled == (compile_backend_missing(torch.device("cpu")) is None)
+
+    def no_compiler():
+        raise RuntimeError("no g++")
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    frozen = tiny()
+    with pytest.warns(UserWarning, match="no C\\+\\+ compiler"):
+        frozen.optimize(compile=True)
+    assert not isinstance(frozen.unet, torch._dynamo.eval_frame.OptimizedModule)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,21 @@ UNET_KEYS = (
     "dropout",
 )
 SCHEDULER_KEYS = ("num_train_timesteps", "beta_schedule", "prediction_type", "timestep_spacing")
+
+
+def compile_backend_missing(device: torch.device) -> str | None:
+    """Why ``torch.compile`` (inductor) cannot run on ``device``, or ``None`` when it can."""
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return None if has_triton() else "Triton is not installed (pip install triton)"
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()
+    except Exception as err:  # noqa: BLE001 - inductor raises its own InvalidCxxCompiler
+        return f"no C++ compiler found for inductor ({type(err).__name__}); install g++ or set CXX"
+    return None
 
 
 @dataclass
@@ -72,12 +88,17 @@ class FrozenGenerator:
         """Speed up sampling in place: channels-last convolutions and/or ``torch.compile`` of the UNet.
 
         Outputs stay the same up to float rounding (see ``benchmarks/sampling.py``). Compilation costs tens of
-        seconds once, so it pays off for repeated generation (GKD regeneration), not for a single grid.
+        seconds once, so it pays off for repeated generation (GKD regeneration), not for a single grid. Where
+        inductor has no backend (no C++ compiler on a CPU machine, no Triton on a GPU one) it warns and stays eager.
         """
         if channels_last:
             self.unet.to(memory_format=torch.channels_last)
         if compile and not isinstance(self.unet, torch._dynamo.eval_frame.OptimizedModule):
-            self.unet = torch.compile(self.unet, dynamic=False)
+            missing = compile_backend_missing(self.device)
+            if missing:
+                warnings.warn(f"torch.compile skipped: {missing}; sampling runs eagerly (same images).", stacklevel=2)
+            else:
+                self.unet = torch.compile(self.unet, dynamic=False)
         return self
 
     def to(self, device: torch.device | str) -> FrozenGenerator:
