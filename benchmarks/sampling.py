@@ -23,20 +23,24 @@ from kr_lightning.seeding import make_rng
 
 
 @torch.no_grad()
-def naive_sample(unet, config, labels, *, steps, guidance, null_label, rng, sampler):
-    """The textbook loop: conditional and unconditional predictions from two separate forwards."""
+def naive_sample(unet, config, labels, *, steps, guidance, null_label, rng, sampler, batch_size):
+    """The textbook loop: conditional and unconditional predictions from two separate forwards per step."""
     size = unet.config.sample_size
-    x = torch.randn((len(labels), unet.config.in_channels, size, size), generator=rng)
-    scheduler = make_scheduler(config, sampler)
-    scheduler.set_timesteps(steps)
-    x = x * scheduler.init_noise_sigma
-    null = torch.full_like(labels, null_label)
-    for t in scheduler.timesteps:
-        x_in = scheduler.scale_model_input(x, t)
-        cond = unet(x_in, t, class_labels=labels).sample
-        uncond = unet(x_in, t, class_labels=null).sample
-        x = scheduler.step(uncond + guidance * (cond - uncond), t, x).prev_sample
-    return x.clamp(-1, 1)
+    noise = torch.randn((len(labels), unet.config.in_channels, size, size), generator=rng)
+    out = []
+    for start in range(0, len(labels), batch_size):
+        scheduler = make_scheduler(config, sampler)
+        scheduler.set_timesteps(steps)
+        x = noise[start : start + batch_size] * scheduler.init_noise_sigma
+        y = labels[start : start + batch_size]
+        null = torch.full_like(y, null_label)
+        for t in scheduler.timesteps:
+            x_in = scheduler.scale_model_input(x, t)
+            cond = unet(x_in, t, class_labels=y).sample
+            uncond = unet(x_in, t, class_labels=null).sample
+            x = scheduler.step(uncond + guidance * (cond - uncond), t, x).prev_sample
+        out.append(x.clamp(-1, 1))
+    return torch.cat(out)
 
 
 def best_time(fn, repeats):
@@ -56,15 +60,35 @@ def matmul_gflops(size=2048, repeats=5):
     return 2 * size**3 / seconds / 1e9
 
 
-def unet_gflops(unet, batch, repeats=5):
-    """FLOPs of one batched CFG forward (flop_counter) and its achieved GFLOP/s."""
+def unet_gflops(unet, batch, repeats=5, timed=None):
+    """FLOPs of one batched CFG forward of ``batch`` rows (flop_counter on ``unet``) and the achieved GFLOP/s of
+    ``timed`` (default ``unet``; e.g. its channels-last compiled copy, which does the same FLOPs)."""
+    timed = unet if timed is None else timed
     x = torch.randn(batch, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
     t, y = torch.tensor(500), torch.zeros(batch, dtype=torch.long)
-    with torch.inference_mode():
+    with torch.no_grad():
         with FlopCounterMode(display=False) as counter:
             unet(x, t, class_labels=y)
-        seconds, _ = best_time(lambda: unet(x, t, class_labels=y), repeats)
+        layout = torch.channels_last if timed.conv_in.weight.is_contiguous(memory_format=torch.channels_last) else None
+        x = x.contiguous(memory_format=layout) if layout else x
+        timed(x, t, class_labels=y)  # warm-up (and compile, for a compiled copy)
+        seconds, _ = best_time(lambda: timed(x, t, class_labels=y), repeats)
     return counter.get_total_flops(), counter.get_total_flops() / seconds / 1e9
+
+
+def gflops_by_rows(frozen, rows, peak):
+    """One JSON line per forward batch size: achieved GFLOP/s eager and channels-last compiled, vs the matmul."""
+    fast = FrozenGenerator(
+        copy.deepcopy(frozen.unet), frozen.scheduler_config, frozen.num_classes, frozen.in_channels, frozen.image_size
+    )
+    fast.optimize(channels_last=True, compile=True)
+    for batch in rows:
+        _, eager = unet_gflops(frozen.unet, batch)
+        _, compiled = unet_gflops(frozen.unet, batch, timed=fast.unet)
+        line = {"benchmark": "unet_gflops", "rows": batch, "eager_gflops": round(eager, 1)}
+        line |= {"compiled_channels_last_gflops": round(compiled, 1), "matmul_gflops": round(peak, 1)}
+        line |= {"eager_fraction": round(eager / peak, 3), "compiled_fraction": round(compiled / peak, 3)}
+        print(json.dumps(line), flush=True)
 
 
 def op_profile(unet, batch, top=8):
@@ -86,11 +110,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generator", default=None, help="checkpoint or export folder (default: random init)")
     parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=None, help="images per denoising batch, every variant (default n)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument("--sampler", default="ddim")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    parser.add_argument("--rows", type=int, nargs="*", default=[64, 512], help="forward batch sizes for GFLOP/s")
     args = parser.parse_args()
 
     if args.generator:
@@ -102,9 +128,10 @@ def main() -> None:
     k, config = frozen.num_classes, frozen.scheduler_config
     labels = torch.arange(args.n) % k
     common = dict(steps=args.steps, guidance=args.guidance, null_label=k, sampler=args.sampler)
+    batch = args.batch or args.n
 
     naive_s, naive = best_time(
-        lambda: naive_sample(frozen.unet, config, labels, rng=make_rng(0), **common), args.repeats
+        lambda: naive_sample(frozen.unet, config, labels, rng=make_rng(0), batch_size=batch, **common), args.repeats
     )
     variants = {"batched_cfg": (False, False), "batched_cfg+channels_last": (True, False)}
     if not args.no_compile:
@@ -118,7 +145,7 @@ def main() -> None:
         variant.sample(labels[:2], make_rng(1), steps=1, guidance=args.guidance, sampler=args.sampler)
         warmup = time.perf_counter() - warm
         seconds, images = best_time(
-            lambda v=variant: sample(v.unet, config, labels, rng=make_rng(0), batch_size=args.n, **common),
+            lambda v=variant: sample(v.unet, config, labels, rng=make_rng(0), batch_size=batch, **common),
             args.repeats,
         )
         results[name] = {
@@ -137,6 +164,7 @@ def main() -> None:
             {
                 "benchmark": "sampling",
                 "n_images": args.n,
+                "batch": batch,
                 "steps": args.steps,
                 "guidance": args.guidance,
                 "sampler": args.sampler,
@@ -156,6 +184,8 @@ def main() -> None:
             }
         )
     )
+    if args.rows and not args.no_compile:
+        gflops_by_rows(frozen, args.rows, peak)
 
 
 if __name__ == "__main__":
