@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
 import time
 
 import torch
@@ -116,6 +117,7 @@ def main() -> None:
     parser.add_argument("--sampler", default="ddim")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    parser.add_argument("--pairs", type=int, default=5, help="interleaved naive/ours timings for a median ratio")
     parser.add_argument("--rows", type=int, nargs="*", default=[64, 512], help="forward batch sizes for GFLOP/s")
     args = parser.parse_args()
 
@@ -136,7 +138,7 @@ def main() -> None:
     variants = {"batched_cfg": (False, False), "batched_cfg+channels_last": (True, False)}
     if not args.no_compile:
         variants["batched_cfg+channels_last+compile"] = (True, True)
-    results = {}
+    results, samplers = {}, {}
     for name, (channels_last, compiled) in variants.items():
         unet = copy.deepcopy(frozen.unet)
         variant = FrozenGenerator(unet, config, k, frozen.in_channels, unet.config.sample_size)
@@ -144,10 +146,8 @@ def main() -> None:
         variant.optimize(channels_last=channels_last, compile=compiled)
         variant.sample(labels[:2], make_rng(1), steps=1, guidance=args.guidance, sampler=args.sampler)
         warmup = time.perf_counter() - warm
-        seconds, images = best_time(
-            lambda v=variant: sample(v.unet, config, labels, rng=make_rng(0), batch_size=batch, **common),
-            args.repeats,
-        )
+        samplers[name] = lambda v=variant: sample(v.unet, config, labels, rng=make_rng(0), batch_size=batch, **common)
+        seconds, images = best_time(samplers[name], args.repeats)
         results[name] = {
             "variant": name,
             "img_per_s": round(args.n / seconds, 2),
@@ -157,6 +157,17 @@ def main() -> None:
         }
         print(json.dumps({"benchmark": "sampling_variant", **results[name]}))
     best = max(results.values(), key=lambda r: r["img_per_s"])
+    if args.pairs:  # naive and ours timed alternately, so slow drifts of the machine hit both alike
+        ratios = [
+            best_time(
+                lambda: naive_sample(frozen.unet, config, labels, rng=make_rng(0), batch_size=batch, **common), 1
+            )[0]
+            / best_time(samplers[best["variant"]], 1)[0]
+            for _ in range(args.pairs)
+        ]
+        line = {"benchmark": "sampling_interleaved", "variant": best["variant"], "pairs": args.pairs}
+        line |= {"speedup_median": round(statistics.median(ratios), 3), "speedups": [round(r, 3) for r in ratios]}
+        print(json.dumps(line), flush=True)
     flops, achieved = unet_gflops(frozen.unet, 2 * args.n)
     peak = matmul_gflops()
     print(
