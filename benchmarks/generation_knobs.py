@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import json
 import time
 
@@ -42,9 +43,7 @@ def variants(n: int, threads: int, tuned: int) -> dict[str, dict]:
 
 def run(frozen: FrozenGenerator, labels: torch.Tensor, knobs: dict, args: argparse.Namespace):
     """Seconds of one timed generation (after a warm-up at the same shapes) and its images."""
-    variant = FrozenGenerator(
-        copy.deepcopy(frozen.unet), frozen.scheduler_config, frozen.num_classes, frozen.in_channels, frozen.image_size
-    )
+    variant = dataclasses.replace(frozen, unet=copy.deepcopy(frozen.unet))
     variant.optimize(channels_last=knobs["channels_last"], compile=knobs["compile"])
     previous = torch.get_num_threads()
     torch.set_num_threads(knobs["threads"])

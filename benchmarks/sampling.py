@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import statistics
 import time
@@ -79,9 +80,7 @@ def unet_gflops(unet, batch, repeats=5, timed=None):
 
 def gflops_by_rows(frozen, rows, peak):
     """One JSON line per forward batch size: achieved GFLOP/s eager and channels-last compiled, vs the matmul."""
-    fast = FrozenGenerator(
-        copy.deepcopy(frozen.unet), frozen.scheduler_config, frozen.num_classes, frozen.in_channels, frozen.image_size
-    )
+    fast = dataclasses.replace(frozen, unet=copy.deepcopy(frozen.unet))
     fast.optimize(channels_last=True, compile=True)
     for batch in rows:
         _, eager = unet_gflops(frozen.unet, batch)
@@ -132,9 +131,10 @@ def main() -> None:
     common = dict(steps=args.steps, guidance=args.guidance, null_label=k, sampler=args.sampler)
     batch = args.batch or args.n
 
-    naive_s, naive = best_time(
-        lambda: naive_sample(frozen.unet, config, labels, rng=make_rng(0), batch_size=batch, **common), args.repeats
-    )
+    def naive_fn():
+        return naive_sample(frozen.unet, config, labels, rng=make_rng(0), batch_size=batch, **common)
+
+    naive_s, naive = best_time(naive_fn, args.repeats)
     variants = {"batched_cfg": (False, False), "batched_cfg+channels_last": (True, False)}
     if not args.no_compile:
         variants["batched_cfg+channels_last+compile"] = (True, True)
@@ -158,13 +158,7 @@ def main() -> None:
         print(json.dumps({"benchmark": "sampling_variant", **results[name]}))
     best = max(results.values(), key=lambda r: r["img_per_s"])
     if args.pairs:  # naive and ours timed alternately, so slow drifts of the machine hit both alike
-        ratios = [
-            best_time(
-                lambda: naive_sample(frozen.unet, config, labels, rng=make_rng(0), batch_size=batch, **common), 1
-            )[0]
-            / best_time(samplers[best["variant"]], 1)[0]
-            for _ in range(args.pairs)
-        ]
+        ratios = [best_time(naive_fn, 1)[0] / best_time(samplers[best["variant"]], 1)[0] for _ in range(args.pairs)]
         line = {"benchmark": "sampling_interleaved", "variant": best["variant"], "pairs": args.pairs}
         line |= {"speedup_median": round(statistics.median(ratios), 3), "speedups": [round(r, 3) for r in ratios]}
         print(json.dumps(line), flush=True)
