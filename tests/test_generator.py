@@ -129,6 +129,34 @@ def test_sample_command_writes_a_file_medmnist_reads(tiny_generator_run, tmp_pat
     assert "--overwrite=true" in cli_error(capsys, args)
 
 
+def test_bf16_sampling_needs_native_units_and_otherwise_warns_and_stays_float32(monkeypatch):
+    from kr_lightning.models import frozen_generator
+
+    def tiny() -> FrozenGenerator:
+        torch.manual_seed(0)  # the same weights on every call
+        model = DiffusionGenerator(
+            num_classes=2, image_size=8, block_out_channels=[8, 16], attention_levels=[False, False], norm_num_groups=4
+        )
+        return model.frozen()
+
+    here = frozen_generator.bf16_unsupported(torch.device("cpu"))
+    assert here is None or "bf16" in here
+    monkeypatch.setattr(frozen_generator, "bf16_unsupported", lambda device: None)
+    fast = tiny().optimize(bf16=True)
+    assert fast.autocast == torch.bfloat16
+    labels = torch.tensor([0, 1, 1, 0])
+    exact = tiny().sample(labels, make_rng(0), steps=3, sampler="dpmsolver++")
+    images = fast.sample(labels, make_rng(0), steps=3, sampler="dpmsolver++")
+    assert images.dtype == torch.float32 and not torch.equal(images, exact)
+
+    monkeypatch.setattr(frozen_generator, "bf16_unsupported", lambda device: "this CPU has no AVX512-BF16")
+    frozen = tiny()
+    with pytest.warns(UserWarning, match="stays float32"):
+        frozen.optimize(bf16=True)
+    assert frozen.autocast is None
+    assert torch.equal(frozen.sample(labels, make_rng(0), steps=3, sampler="dpmsolver++"), exact)
+
+
 def test_compile_needs_a_backend_and_otherwise_warns_and_stays_eager(monkeypatch):
     import torch._inductor.cpp_builder as cpp_builder
 

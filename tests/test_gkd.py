@@ -236,6 +236,24 @@ def test_cache_dir_reuses_generated_sets(tmp_path, tiny_generator_run, monkeypat
         other.generate(2, rank=0, world_size=1)
 
 
+def test_bf16_sets_get_their_own_cache_key_and_float32_keys_do_not_change(tmp_path, tiny_generator_run, monkeypatch):
+    from kr_lightning.distill import cache
+    from kr_lightning.errors import ConfigError
+
+    monkeypatch.setattr("kr_lightning.models.frozen_generator.bf16_unsupported", lambda device: None)
+    exact = gkd(tiny_generator_run, cache_dir=str(tmp_path / "cache"))
+    assert exact.image_knobs() == exact.knobs  # the key float32 caches were written under before the option
+    fast = gkd(tiny_generator_run, cache_dir=str(tmp_path / "cache"), gen_precision="bf16-mixed")
+    assert fast.image_knobs() == fast.knobs | {"autocast": "bfloat16"}
+    a, b = exact.generate(0, rank=0, world_size=1).tensors[0], fast.generate(0, rank=0, world_size=1).tensors[0]
+    assert not torch.equal(a, b) and (a - b).abs().mean() < 0.05
+    assert len(list((tmp_path / "cache").glob("set0000-rank0-*.pt"))) == 2
+    key = {"seed": 3, "set_index": 0, "rank": 0, "labels": exact.local_labels(1)}
+    assert cache.cache_file(tmp_path / "cache", exact.generator.source, "cpu", knobs=exact.knobs, **key).is_file()
+    with pytest.raises(ConfigError, match="gen_precision"):
+        gkd(tiny_generator_run, gen_precision="16-mixed")
+
+
 def test_pool_mode_follows_the_pool_schedule(tiny_generator_run):
     from kr_lightning.distill.schedule import set_index
 

@@ -61,6 +61,7 @@ class QuickStudent:
     class_balance: str
     seeds: list[int]
     accelerator: str
+    gen_precision: str = "32-true"
 
 
 def generator_checkpoints(run: Path) -> list[Path]:
@@ -93,6 +94,7 @@ def score_candidate(candidate: Candidate, real: ImageDataModule, recipe: QuickSt
         guidance=candidate.guidance,
         sampler=candidate.sampler,  # type: ignore[arg-type]
         batch_size=recipe.batch_size,
+        gen_precision=recipe.gen_precision,  # type: ignore[arg-type]
         seed=seed,
     )
     runs = []
@@ -159,6 +161,8 @@ def run_search(
 ) -> list[dict[str, Any]]:
     """Score each candidate once; results already in ``folder`` for the same recipe and seed are reused (resume)."""
     fields = {k: v for k, v in asdict(recipe).items() if k != "net"} | {"net": describe_net(recipe.net)}
+    if fields["gen_precision"] == "32-true":  # float32 results keep the tags they had before the option existed
+        del fields["gen_precision"]
     tag = hashlib.sha1(repr((sorted(fields.items()), seed, real.name)).encode()).hexdigest()[:8]
     results = []
     for candidate in candidates:
@@ -223,6 +227,7 @@ def select(
     seeds: list[int] = [0],  # noqa: B006
     seed: int = 0,
     accelerator: str = "auto",
+    gen_precision: Literal["32-true", "bf16-mixed"] = "32-true",
 ) -> Path:
     """Checkpoint optimisation, then sampling tuning, by CAS on the real validation split.
 
@@ -254,13 +259,26 @@ def select(
         seeds: Quick-student seeds (the score is their mean).
         seed: Seed of the synthetic sets (the same noise for every candidate).
         accelerator: Lightning accelerator for the quick students and generation.
+        gen_precision: Generator precision (``bf16-mixed``: bfloat16 autocast, see ``GKDDataModule``); score
+            candidates in the precision the students will be trained with.
     """
     if labels == "soft" and teacher_ckpt is None:
         raise ConfigError("labels: soft needs teacher_ckpt")
     folder = Path(out)
     paths = checkpoints or [str(p) for p in generator_checkpoints(Path(generator_run))]
     recipe = QuickStudent(
-        net, labels, teacher_ckpt, epochs, lr, weight_decay, batch_size, multiplier, class_balance, seeds, accelerator
+        net,
+        labels,
+        teacher_ckpt,
+        epochs,
+        lr,
+        weight_decay,
+        batch_size,
+        multiplier,
+        class_balance,
+        seeds,
+        accelerator,
+        gen_precision,
     )
     stage1 = [Candidate(p, steps, guidance, sampler) for p in paths]
     by_checkpoint = run_search(stage1, data, recipe, seed, folder / "candidates")

@@ -45,11 +45,14 @@ def make_scheduler(config: Mapping[str, Any], sampler: SamplerKind) -> Scheduler
 def guided_prediction(
     unet: UNet2DModel, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, guidance: float, null_label: int
 ) -> torch.Tensor:
-    """``u + w (c - u)`` from one batched forward (``w = guidance``; 1 is plain conditional, 0 unconditional)."""
+    """``u + w (c - u)`` from one batched forward (``w = guidance``; 1 is plain conditional, 0 unconditional).
+
+    The result is float32 whatever the UNet computes in (the guidance arithmetic is never done in bfloat16).
+    """
     if guidance == 1.0:
-        return unet(x, t, class_labels=labels).sample
+        return unet(x, t, class_labels=labels).sample.float()
     null = torch.full_like(labels, null_label)
-    both = unet(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample
+    both = unet(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample.float()
     cond, uncond = both.chunk(2)
     return uncond + guidance * (cond - uncond)
 
@@ -79,6 +82,7 @@ def sample(
     sampler: SamplerKind = "ddim",
     batch_size: int = 256,
     image_size: int | None = None,
+    autocast: torch.dtype | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
     """Draw class-conditional images with classifier-free guidance.
@@ -98,6 +102,8 @@ def sample(
         sampler: ``ddpm``, ``ddim`` or ``dpmsolver++``.
         batch_size: Images denoised together (each costs two UNet rows when ``guidance != 1``).
         image_size: Crop the UNet's (padded) output to this size; ``None`` keeps the UNet's size.
+        autocast: Run the UNet forwards under ``torch.autocast`` in this dtype (e.g. ``torch.bfloat16``); the
+            scheduler arithmetic and the returned images stay float32. ``None``: the UNet's own dtype.
         progress: Show a progress bar over batches.
 
     Returns:
@@ -120,7 +126,8 @@ def sample(
         extra: dict[str, Any] = {} if sampler == "ddim" else {"generator": rng}
         for t in scheduler.timesteps:
             x_in = scheduler.scale_model_input(x, t).to(dtype=dtype, memory_format=memory_format)
-            eps = guided_prediction(unet, x_in, t, y, guidance, null_label).float()
+            with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+                eps = guided_prediction(unet, x_in, t, y, guidance, null_label)
             x = scheduler.step(eps, t, x, **extra).prev_sample
         out.append(x.clamp(-1.0, 1.0))
     images = torch.cat(out) if out else noise

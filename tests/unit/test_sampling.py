@@ -76,6 +76,17 @@ def test_guidance_one_is_plain_conditional(unet):
         torch.testing.assert_close(u + 1.0 * (c - u), cond, atol=1e-5, rtol=1e-5)
 
 
+def test_bf16_autocast_keeps_float32_outputs_close_to_float32_sampling(unet, config):
+    exact = draw(unet, config, sampler="dpmsolver++")
+    bf16 = draw(unet, config, sampler="dpmsolver++", autocast=torch.bfloat16)
+    assert bf16.dtype == torch.float32 and bf16.shape == exact.shape
+    assert not torch.equal(bf16, exact)  # the forwards really ran in bfloat16
+    assert (bf16 - exact).abs().mean() < 0.05 and bf16.min() >= -1 and bf16.max() <= 1
+    x, t, y = torch.randn(4, 1, 8, 8), torch.tensor(500), torch.tensor([0, 1, 2, 0])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert guided_prediction(unet, x, t, y, 3.0, K).dtype == torch.float32
+
+
 def test_guidance_changes_the_images(unet, config):
     assert not torch.allclose(draw(unet, config, guidance=1.0), draw(unet, config, guidance=4.0))
 
