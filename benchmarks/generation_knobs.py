@@ -1,9 +1,10 @@
-"""Generation knobs that should not change the images: batch size, grad mode, threads, memory layout, compile.
+"""Generation knobs: batch size, grad mode, threads, memory layout, compile (same images) and bf16 (close images).
 
 Every variant samples the same ``--n`` images (same labels, same noise, the GKD default sampler) with the trained
-generator; prints one JSON line per variant with images/s and the max |difference| to the reference images
-(batched CFG, ``no_grad``, one batch of up to 256 (the former default), all threads, contiguous, eager), then a
-summary line with the fastest.
+generator. All variants are built and warmed up first, then timed in ``--rounds`` interleaved rounds (each variant
+once per round) so that drifts of the machine's speed hit every variant alike. Prints one JSON line per variant with
+the median images/s and the max / mean |difference| to the reference images (batched CFG, ``no_grad``, one batch of
+up to 256 (the former default), all threads, contiguous, eager, float32), then a summary line with the fastest.
 
     python benchmarks/generation_knobs.py --generator runs/breastmnist/generator/export --n 256
 """
@@ -15,18 +16,20 @@ import contextlib
 import copy
 import dataclasses
 import json
+import statistics
 import time
 
 import torch
 
 from kr_lightning.models import FrozenGenerator
+from kr_lightning.models.frozen_generator import bf16_unsupported
 from kr_lightning.seeding import make_rng
 
 
-def variants(n: int, threads: int, tuned: int) -> dict[str, dict]:
+def variants(n: int, threads: int, tuned: int, bf16: bool) -> dict[str, dict]:
     """Name -> knobs; the first (the former default: one batch of up to 256, eager, contiguous) is the reference."""
     base = {"batch_size": min(n, 256), "inference_mode": False, "threads": threads, "channels_last": False}
-    base["compile"] = False
+    base |= {"compile": False, "bf16": False}
     out = {"reference": base}
     for batch in (16, 32, 64, 128):
         if batch < base["batch_size"]:
@@ -38,35 +41,34 @@ def variants(n: int, threads: int, tuned: int) -> dict[str, dict]:
     out[f"batch_size={tuned}+channels_last"] = at | {"channels_last": True}
     out[f"batch_size={tuned}+channels_last+compile"] = at | {"channels_last": True, "compile": True}
     out["channels_last+compile"] = base | {"channels_last": True, "compile": True}
+    if bf16:  # only where the CPU / GPU has native bf16 units (else it would be emulated, and slow)
+        out[f"batch_size={tuned}+bf16"] = at | {"bf16": True}
+        fast = {"channels_last": True, "compile": True, "bf16": True}
+        out[f"batch_size={tuned}+channels_last+compile+bf16"] = at | fast
     return out
 
 
-def run(frozen: FrozenGenerator, labels: torch.Tensor, knobs: dict, args: argparse.Namespace):
-    """Seconds of one timed generation (after a warm-up at the same shapes) and its images."""
+def prepare(frozen: FrozenGenerator, labels: torch.Tensor, knobs: dict, args: argparse.Namespace):
+    """A warmed-up ``draw()`` (every batch shape compiled once) of all ``labels`` with ``knobs``, and the warm-up s."""
     variant = dataclasses.replace(frozen, unet=copy.deepcopy(frozen.unet))
-    variant.optimize(channels_last=knobs["channels_last"], compile=knobs["compile"])
-    previous = torch.get_num_threads()
-    torch.set_num_threads(knobs["threads"])
-    mode = torch.inference_mode if knobs["inference_mode"] else contextlib.nullcontext
+    variant.optimize(channels_last=knobs["channels_last"], compile=knobs["compile"], bf16=knobs["bf16"])
     common = dict(steps=args.steps, guidance=args.guidance, sampler=args.sampler, batch_size=knobs["batch_size"])
-    draw = variant.sample
-    try:
-        with mode():
-            warm = time.perf_counter()
-            if knobs["compile"]:  # every batch shape is compiled once (the last, smaller batch has its own)
-                draw(labels[: knobs["batch_size"]], make_rng(1), **common)
-                tail = len(labels) % knobs["batch_size"]
-                if tail:
-                    draw(labels[:tail], make_rng(1), **common)
-            else:
-                draw(labels[:2], make_rng(1), **common)
-            warmup = time.perf_counter() - warm
-            start = time.perf_counter()
-            images = draw(labels, make_rng(0), **common)
-            seconds = time.perf_counter() - start
-    finally:
-        torch.set_num_threads(previous)
-    return seconds, warmup, images.clone()
+    mode = torch.inference_mode if knobs["inference_mode"] else contextlib.nullcontext
+
+    def draw(chosen: torch.Tensor = labels, seed: int = 0) -> torch.Tensor:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(knobs["threads"])
+        try:
+            with mode():
+                return variant.sample(chosen, make_rng(seed), **common).clone()
+        finally:
+            torch.set_num_threads(previous)
+
+    warm = time.perf_counter()
+    draw(labels[: knobs["batch_size"]], 1)
+    if len(labels) % knobs["batch_size"]:  # the last, smaller batch has its own compiled shape
+        draw(labels[: len(labels) % knobs["batch_size"]], 1)
+    return draw, time.perf_counter() - warm
 
 
 def main() -> None:
@@ -77,25 +79,34 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument("--sampler", default="dpmsolver++")
     parser.add_argument("--tuned-batch", type=int, default=32, help="batch size of the grad-mode/threads/layout rows")
+    parser.add_argument("--rounds", type=int, default=3, help="timings per variant (median), variants interleaved")
     args = parser.parse_args()
 
     frozen = FrozenGenerator.load(args.generator)
     labels = torch.arange(args.n) % frozen.num_classes
-    results, reference = [], None
-    for name, knobs in variants(args.n, torch.get_num_threads(), args.tuned_batch).items():
-        seconds, warmup, images = run(frozen, labels, knobs, args)
-        reference = images if reference is None else reference
-        row = {
-            "benchmark": "generation_knob",
-            "variant": name,
-            **knobs,
-            "img_per_s": round(args.n / seconds, 2),
-            "warmup_s": round(warmup, 1),
-            "max_abs_diff_vs_reference": float((images - reference).abs().max()),
-        }
+    bf16 = bf16_unsupported(frozen.device) is None
+    draws, rows = {}, {}
+    for name, knobs in variants(args.n, torch.get_num_threads(), args.tuned_batch, bf16).items():
+        draws[name], warmup = prepare(frozen, labels, knobs, args)
+        rows[name] = {"benchmark": "generation_knob", "variant": name, **knobs, "warmup_s": round(warmup, 1)}
+    seconds: dict[str, list[float]] = {name: [] for name in draws}
+    images: dict[str, torch.Tensor] = {}
+    for _ in range(args.rounds):  # every variant once per round, so slow drifts of the machine hit all alike
+        for name, draw in draws.items():
+            start = time.perf_counter()
+            images[name] = draw()
+            seconds[name].append(time.perf_counter() - start)
+    reference = images["reference"]
+    results = []
+    for name, row in rows.items():
+        diff = (images[name] - reference).abs()
+        row |= {"img_per_s": round(args.n / statistics.median(seconds[name]), 2), "rounds": args.rounds}
+        row |= {"img_per_s_each": [round(args.n / s, 2) for s in seconds[name]]}
+        row |= {"max_abs_diff_vs_reference": float(diff.max()), "mean_abs_diff_vs_reference": float(diff.mean())}
         results.append(row)
         print(json.dumps(row), flush=True)
     fastest = max(results, key=lambda r: r["img_per_s"])
+    exact = max((r for r in results if not r["bf16"]), key=lambda r: r["img_per_s"])
     print(
         json.dumps(
             {
@@ -108,6 +119,8 @@ def main() -> None:
                 "fastest": fastest["variant"],
                 "fastest_img_per_s": fastest["img_per_s"],
                 "speedup": round(fastest["img_per_s"] / results[0]["img_per_s"], 3),
+                "fastest_float32": exact["variant"],
+                "fastest_float32_speedup": round(exact["img_per_s"] / results[0]["img_per_s"], 3),
                 "torch_threads": torch.get_num_threads(),
                 "torch": torch.__version__,
             }

@@ -1,8 +1,10 @@
-"""Sampler throughput: ours (batched CFG + channels-last + torch.compile) vs a naive two-forward loop.
+"""Sampler throughput: ours (batched CFG + channels-last + torch.compile [+ bf16]) vs a naive two-forward loop.
 
-Prints JSON lines: one per sampler variant (images/s, speed-up over naive, max |difference| to the naive images,
-same noise), then the summary line with ``ours_img_per_s``, ``naive_img_per_s``, ``speedup`` and the UNet's achieved
-GFLOP/s against a large matmul (``torch.utils.flop_counter``).
+Prints JSON lines: one per sampler variant (images/s, speed-up over naive, max and mean |difference| to the naive
+images, same noise), one per variant with the median speed-up of ``--pairs`` interleaved timings (naive, then every
+variant, in turn), then the summary line with ``ours_img_per_s``, ``naive_img_per_s``, ``speedup`` and the UNet's
+achieved GFLOP/s against a large matmul (``torch.utils.flop_counter``). The bf16 variant runs only where the CPU (or
+GPU) has native bf16 units.
 
     python benchmarks/sampling.py --generator runs/breastmnist/generator/export --n 64 --steps 20
 """
@@ -20,6 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from kr_lightning.models import DiffusionGenerator, FrozenGenerator
+from kr_lightning.models.frozen_generator import bf16_unsupported
 from kr_lightning.models.sampling import make_scheduler, sample
 from kr_lightning.seeding import make_rng
 
@@ -135,33 +138,45 @@ def main() -> None:
         return naive_sample(frozen.unet, config, labels, rng=make_rng(0), batch_size=batch, **common)
 
     naive_s, naive = best_time(naive_fn, args.repeats)
-    variants = {"batched_cfg": (False, False), "batched_cfg+channels_last": (True, False)}
+    variants = {"batched_cfg": {}, "batched_cfg+channels_last": {"channels_last": True}}
     if not args.no_compile:
-        variants["batched_cfg+channels_last+compile"] = (True, True)
+        variants["batched_cfg+channels_last+compile"] = {"channels_last": True, "compile": True}
+    if bf16_unsupported(frozen.device) is None:  # bfloat16 autocast: measurably, not bitwise, the same images
+        last = list(variants)[-1]
+        variants[f"{last}+bf16"] = variants[last] | {"bf16": True}
     results, samplers = {}, {}
-    for name, (channels_last, compiled) in variants.items():
-        unet = copy.deepcopy(frozen.unet)
-        variant = FrozenGenerator(unet, config, k, frozen.in_channels, unet.config.sample_size)
+    for name, knobs in variants.items():
+        variant = dataclasses.replace(frozen, unet=copy.deepcopy(frozen.unet))
         warm = time.perf_counter()
-        variant.optimize(channels_last=channels_last, compile=compiled)
+        variant.optimize(**knobs)
         variant.sample(labels[:2], make_rng(1), steps=1, guidance=args.guidance, sampler=args.sampler)
         warmup = time.perf_counter() - warm
-        samplers[name] = lambda v=variant: sample(v.unet, config, labels, rng=make_rng(0), batch_size=batch, **common)
+        samplers[name] = lambda v=variant: sample(
+            v.unet, config, labels, rng=make_rng(0), batch_size=batch, autocast=v.autocast, **common
+        )
         seconds, images = best_time(samplers[name], args.repeats)
         results[name] = {
             "variant": name,
             "img_per_s": round(args.n / seconds, 2),
             "speedup_vs_naive": round(naive_s / seconds, 3),
             "max_abs_diff_vs_naive": float((images - naive).abs().max()),
+            "mean_abs_diff_vs_naive": float((images - naive).abs().mean()),
             "warmup_s": round(warmup, 1),
         }
         print(json.dumps({"benchmark": "sampling_variant", **results[name]}))
     best = max(results.values(), key=lambda r: r["img_per_s"])
-    if args.pairs:  # naive and ours timed alternately, so slow drifts of the machine hit both alike
-        ratios = [best_time(naive_fn, 1)[0] / best_time(samplers[best["variant"]], 1)[0] for _ in range(args.pairs)]
-        line = {"benchmark": "sampling_interleaved", "variant": best["variant"], "pairs": args.pairs}
-        line |= {"speedup_median": round(statistics.median(ratios), 3), "speedups": [round(r, 3) for r in ratios]}
-        print(json.dumps(line), flush=True)
+    exact = max((r for name, r in results.items() if "bf16" not in name), key=lambda r: r["img_per_s"])
+    for _ in range(args.pairs):  # naive and every variant timed in turn, so slow drifts of the machine hit all alike
+        naive_once = best_time(naive_fn, 1)[0]
+        for name, draw in samplers.items():
+            results[name].setdefault("ratios", []).append(naive_once / best_time(draw, 1)[0])
+    for name, result in results.items():
+        if args.pairs:
+            line = {"benchmark": "sampling_interleaved", "variant": name, "pairs": args.pairs}
+            ratios = result.pop("ratios")
+            line |= {"speedup_median": round(statistics.median(ratios), 3), "speedups": [round(r, 3) for r in ratios]}
+            result["speedup_interleaved_median"] = line["speedup_median"]
+            print(json.dumps(line), flush=True)
     flops, achieved = unet_gflops(frozen.unet, 2 * args.n)
     peak = matmul_gflops()
     print(
@@ -178,7 +193,11 @@ def main() -> None:
                 "ours_variant": best["variant"],
                 "ours_img_per_s": best["img_per_s"],
                 "speedup": best["speedup_vs_naive"],
+                "speedup_interleaved_median": best.get("speedup_interleaved_median"),
                 "max_abs_diff": best["max_abs_diff_vs_naive"],
+                "mean_abs_diff": best["mean_abs_diff_vs_naive"],
+                "float32_variant": exact["variant"],
+                "float32_speedup_interleaved_median": exact.get("speedup_interleaved_median"),
                 "unet_cfg_forward_gflop": round(flops / 1e9, 3),
                 "unet_achieved_gflops": round(achieved, 1),
                 "matmul_gflops": round(peak, 1),
