@@ -9,8 +9,8 @@ GENERATOR = "runs/breastmnist/generator/export"
 TEACHER = "runs/breastmnist/seed0/teacher/checkpoints/best.ckpt"
 SELECTION = "runs/breastmnist/select/selection.json"
 COMMANDS = [
-    [str(HERE / "sampling.py"), "--generator", GENERATOR, "--n", "64", "--steps", "20"],
-    [str(HERE / "generation_knobs.py"), "--generator", GENERATOR, "--n", "256"],
+    [str(HERE / "sampling.py"), "--generator", GENERATOR, "--n", "64", "--batch", "32", "--steps", "20"],
+    [str(HERE / "generation_knobs.py"), "--generator", GENERATOR, "--n", "256", "--rounds", "3"],
     [str(HERE / "gkd_epoch.py"), f"--data.teacher_ckpt={TEACHER}"],
     [str(HERE / "memory.py")],
 ]

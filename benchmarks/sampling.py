@@ -6,7 +6,7 @@ variant, in turn), then the summary line with ``ours_img_per_s``, ``naive_img_pe
 achieved GFLOP/s against a large matmul (``torch.utils.flop_counter``). The bf16 variant runs only where the CPU (or
 GPU) has native bf16 units.
 
-    python benchmarks/sampling.py --generator runs/breastmnist/generator/export --n 64 --steps 20
+    python benchmarks/sampling.py --generator runs/breastmnist/generator/export --n 64 --batch 32 --steps 20
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--sampler", default="ddim")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
-    parser.add_argument("--pairs", type=int, default=5, help="interleaved naive/ours timings for a median ratio")
+    parser.add_argument("--pairs", type=int, default=6, help="interleaved naive/ours timings for a median ratio")
     parser.add_argument("--rows", type=int, nargs="*", default=[64, 512], help="forward batch sizes for GFLOP/s")
     args = parser.parse_args()
 
