@@ -64,6 +64,18 @@ def test_select_resumes_from_finished_candidates(tmp_path, tiny_generator_run, c
     assert first == second
 
 
+def test_bf16_selection_scores_its_own_candidates(tmp_path, tiny_generator_run, capsys, monkeypatch):
+    monkeypatch.setattr("kr_lightning.models.frozen_generator.bf16_unsupported", lambda device: None)
+    out = tmp_path / "select"
+    run_select(tiny_generator_run, out)
+    exact = set((out / "candidates").glob("*.json"))
+    capsys.readouterr()
+    result = run_select(tiny_generator_run, out, "--gen_precision=bf16-mixed")
+    assert "val acc" in capsys.readouterr().out  # float32 results were not reused for bf16 images
+    assert len(set((out / "candidates").glob("*.json")) - exact) == len(exact)
+    assert result["recipe"]["gen_precision"] == "bf16-mixed"
+
+
 def test_soft_selection_needs_a_teacher(tmp_path, tiny_generator_run, capsys):
     with pytest.raises(SystemExit):
         run_select(tiny_generator_run, tmp_path, "--labels=soft")
