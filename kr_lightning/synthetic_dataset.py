@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -47,6 +48,7 @@ def sample(
     seed: int = 0,
     batch_size: int = 256,
     device: str = "auto",
+    precision: Literal["32-true", "bf16-mixed"] = "32-true",
     overwrite: bool = False,
 ) -> Path:
     """Sample a class-conditional synthetic dataset from a trained generator.
@@ -65,6 +67,9 @@ def sample(
         seed: Seed of the sampling noise.
         batch_size: Images per denoising batch.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
+        precision: ``bf16-mixed`` runs the UNet under bfloat16 autocast (1.6-1.9x faster on a CPU with
+            AVX512-BF16/AMX, images within ~1e-2 per pixel of float32; falls back to float32 with a warning where
+            the device has no bf16 units).
         overwrite: Replace an existing ``out``.
     """
     out_path = Path(out)
@@ -73,7 +78,9 @@ def sample(
     if out_path.exists() and not overwrite:
         raise RunExistsError(f"{out_path} exists; pass --overwrite=true to replace it")
     dev = resolve_device(device)
-    frozen = FrozenGenerator.load(generator, device=dev)
+    if precision not in ("32-true", "bf16-mixed"):
+        raise ConfigError(f"precision must be '32-true' or 'bf16-mixed'; got {precision!r}")
+    frozen = FrozenGenerator.load(generator, device=dev).optimize(bf16=precision == "bf16-mixed")
     per = class_counts(frozen.num_classes, per_class, counts)
     labels = torch.repeat_interleave(torch.arange(frozen.num_classes), torch.tensor(per))
     start = time.perf_counter()

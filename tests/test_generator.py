@@ -129,6 +129,18 @@ def test_sample_command_writes_a_file_medmnist_reads(tiny_generator_run, tmp_pat
     assert "--overwrite=true" in cli_error(capsys, args)
 
 
+def test_sample_command_in_bf16_writes_close_images(tiny_generator_run, tmp_path, monkeypatch):
+    monkeypatch.setattr("kr_lightning.models.frozen_generator.bf16_unsupported", lambda device: None)
+    common = [f"--generator={tiny_generator_run / 'export'}", "--per_class=2", "--steps=3", "--device=cpu"]
+    main(["sample", *common, f"--out={tmp_path / 'exact.npz'}"])
+    main(["sample", *common, f"--out={tmp_path / 'bf16.npz'}", "--precision=bf16-mixed"])
+    with np.load(tmp_path / "exact.npz") as a, np.load(tmp_path / "bf16.npz") as b:
+        exact, fast = a["train_images"].astype(int), b["train_images"].astype(int)
+        assert np.array_equal(a["train_labels"], b["train_labels"])
+    assert exact.shape == fast.shape and not np.array_equal(exact, fast)
+    assert np.abs(exact - fast).mean() < 8  # grey levels of 255
+
+
 def test_bf16_sampling_needs_native_units_and_otherwise_warns_and_stays_float32(monkeypatch):
     from kr_lightning.models import frozen_generator
 
