@@ -24,9 +24,10 @@ import torch
 from kr_lightning.models import FrozenGenerator
 from kr_lightning.models.frozen_generator import bf16_unsupported
 from kr_lightning.seeding import make_rng
+from kr_lightning.synthetic_dataset import resolve_device
 
 
-def variants(n: int, threads: int, tuned: int, bf16: bool) -> dict[str, dict]:
+def variants(n: int, threads: int, tuned: int, bf16: bool, cpu: bool) -> dict[str, dict]:
     """Name -> knobs; the first (the former default: one batch of up to 256, eager, contiguous) is the reference."""
     base = {"batch_size": min(n, 256), "inference_mode": False, "threads": threads, "channels_last": False}
     base |= {"compile": False, "bf16": False}
@@ -36,7 +37,7 @@ def variants(n: int, threads: int, tuned: int, bf16: bool) -> dict[str, dict]:
             out[f"batch_size={batch}"] = base | {"batch_size": batch}
     at = base | {"batch_size": tuned}
     out[f"batch_size={tuned}+inference_mode"] = at | {"inference_mode": True}
-    if threads > 1:
+    if threads > 1 and cpu:
         out[f"batch_size={tuned}+threads=1"] = at | {"threads": 1}
     out[f"batch_size={tuned}+channels_last"] = at | {"channels_last": True}
     out[f"batch_size={tuned}+channels_last+compile"] = at | {"channels_last": True, "compile": True}
@@ -80,13 +81,16 @@ def main() -> None:
     parser.add_argument("--sampler", default="dpmsolver++")
     parser.add_argument("--tuned-batch", type=int, default=32, help="batch size of the grad-mode/threads/layout rows")
     parser.add_argument("--rounds", type=int, default=3, help="timings per variant (median), variants interleaved")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1...")
     args = parser.parse_args()
 
-    frozen = FrozenGenerator.load(args.generator)
+    device = resolve_device(args.device)
+    frozen = FrozenGenerator.load(args.generator, device=device)
     labels = torch.arange(args.n) % frozen.num_classes
-    bf16 = bf16_unsupported(frozen.device) is None
+    bf16 = bf16_unsupported(device) is None
     draws, rows = {}, {}
-    for name, knobs in variants(args.n, torch.get_num_threads(), args.tuned_batch, bf16).items():
+    cpu = device.type == "cpu"
+    for name, knobs in variants(args.n, torch.get_num_threads(), args.tuned_batch, bf16, cpu).items():
         draws[name], warmup = prepare(frozen, labels, knobs, args)
         rows[name] = {"benchmark": "generation_knob", "variant": name, **knobs, "warmup_s": round(warmup, 1)}
     seconds: dict[str, list[float]] = {name: [] for name in draws}
@@ -94,7 +98,7 @@ def main() -> None:
     for _ in range(args.rounds):  # every variant once per round, so slow drifts of the machine hit all alike
         for name, draw in draws.items():
             start = time.perf_counter()
-            images[name] = draw()
+            images[name] = draw().cpu()  # copying back waits for the GPU
             seconds[name].append(time.perf_counter() - start)
     reference = images["reference"]
     results = []
@@ -121,6 +125,7 @@ def main() -> None:
                 "speedup": round(fastest["img_per_s"] / results[0]["img_per_s"], 3),
                 "fastest_float32": exact["variant"],
                 "fastest_float32_speedup": round(exact["img_per_s"] / results[0]["img_per_s"], 3),
+                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                 "torch_threads": torch.get_num_threads(),
                 "torch": torch.__version__,
             }

@@ -19,13 +19,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from kr_lightning.distill.synthesis import teacher_logits
 from kr_lightning.privacy.references import build
 
 
 def timed(fn):
+    """Seconds of ``fn()`` (GPU work included: queued kernels are waited for) and its result."""
     start = time.perf_counter()
     out = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - start, out
 
 

@@ -1,6 +1,7 @@
-"""Peak resident memory of each stage (CPU), one short run per stage in its own process.
+"""Peak memory of each stage, one short run per stage in its own process.
 
-Prints one JSON line per stage with ``peak_rss_mb`` (``ru_maxrss`` of the process that ran it).
+Prints one JSON line per stage with ``peak_rss_mb`` (``ru_maxrss`` of the process that ran it) and, where the stage
+ran on a GPU, ``peak_cuda_mb`` (``torch.cuda.max_memory_allocated``).
 
     python benchmarks/memory.py
 """
@@ -37,7 +38,7 @@ STAGES = {
         "--per_class=273",
         "--sampler=dpmsolver++",
         "--steps=10",
-        "--device=cpu",
+        "--device=auto",
     ],
 }
 
@@ -47,6 +48,10 @@ def child(argv: list[str]) -> None:
 
     main(argv)
     print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated():
+        print("PEAK_CUDA_BYTES", torch.cuda.max_memory_allocated())
 
 
 def main() -> None:
@@ -62,6 +67,7 @@ def main() -> None:
                 argv.append(f"--out={tmp}/sample.npz")
             done = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True)
             peak = [line for line in done.stdout.splitlines() if line.startswith("PEAK_RSS_KB")]
+            cuda = [line for line in done.stdout.splitlines() if line.startswith("PEAK_CUDA_BYTES")]
             print(
                 json.dumps(
                     {
@@ -69,6 +75,7 @@ def main() -> None:
                         "stage": name,
                         "returncode": done.returncode,
                         "peak_rss_mb": round(int(peak[-1].split()[1]) / 1024, 1) if peak else None,
+                        "peak_cuda_mb": round(int(cuda[-1].split()[1]) / 2**20, 1) if cuda else None,
                     }
                 ),
                 flush=True,

@@ -25,17 +25,25 @@ from kr_lightning.models import DiffusionGenerator, FrozenGenerator
 from kr_lightning.models.frozen_generator import bf16_unsupported
 from kr_lightning.models.sampling import make_scheduler, sample
 from kr_lightning.seeding import make_rng
+from kr_lightning.synthetic_dataset import resolve_device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that wall-clock timings cover it (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @torch.no_grad()
 def naive_sample(unet, config, labels, *, steps, guidance, null_label, rng, sampler, batch_size):
     """The textbook loop: conditional and unconditional predictions from two separate forwards per step."""
-    size = unet.config.sample_size
-    noise = torch.randn((len(labels), unet.config.in_channels, size, size), generator=rng)
+    size, device = unet.config.sample_size, unet.device
+    noise = torch.randn((len(labels), unet.config.in_channels, size, size), generator=rng).to(device)
+    labels = labels.to(device)
     out = []
     for start in range(0, len(labels), batch_size):
         scheduler = make_scheduler(config, sampler)
-        scheduler.set_timesteps(steps)
+        scheduler.set_timesteps(steps, device=device)
         x = noise[start : start + batch_size] * scheduler.init_noise_sigma
         y = labels[start : start + batch_size]
         null = torch.full_like(y, null_label)
@@ -48,36 +56,39 @@ def naive_sample(unet, config, labels, *, steps, guidance, null_label, rng, samp
     return torch.cat(out)
 
 
-def best_time(fn, repeats):
+def best_time(fn, repeats, device):
     best, out = float("inf"), None
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         out = fn()
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return best, out
 
 
-def matmul_gflops(size=2048, repeats=5):
-    """Achieved GFLOP/s of a large float32 matmul (the machine's practical peak for dense work)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_gflops(device, size=2048, repeats=5):
+    """Achieved GFLOP/s of a large float32 matmul (the device's practical peak for dense work)."""
+    size = size if device.type == "cpu" else 4 * size  # a GPU needs a larger problem to reach its peak
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     a @ b
-    seconds, _ = best_time(lambda: a @ b, repeats)
+    seconds, _ = best_time(lambda: a @ b, repeats, device)
     return 2 * size**3 / seconds / 1e9
 
 
 def unet_gflops(unet, batch, repeats=5, timed=None):
     """FLOPs of one batched CFG forward of ``batch`` rows (flop_counter on ``unet``) and the achieved GFLOP/s of
     ``timed`` (default ``unet``; e.g. its channels-last compiled copy, which does the same FLOPs)."""
-    timed = unet if timed is None else timed
-    x = torch.randn(batch, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
-    t, y = torch.tensor(500), torch.zeros(batch, dtype=torch.long)
+    timed, device = unet if timed is None else timed, unet.device
+    x = torch.randn(batch, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size, device=device)
+    t, y = torch.tensor(500, device=device), torch.zeros(batch, dtype=torch.long, device=device)
     with torch.no_grad():
         with FlopCounterMode(display=False) as counter:
             unet(x, t, class_labels=y)
         layout = torch.channels_last if timed.conv_in.weight.is_contiguous(memory_format=torch.channels_last) else None
         x = x.contiguous(memory_format=layout) if layout else x
         timed(x, t, class_labels=y)  # warm-up (and compile, for a compiled copy)
-        seconds, _ = best_time(lambda: timed(x, t, class_labels=y), repeats)
+        seconds, _ = best_time(lambda: timed(x, t, class_labels=y), repeats, device)
     return counter.get_total_flops(), counter.get_total_flops() / seconds / 1e9
 
 
@@ -95,18 +106,22 @@ def gflops_by_rows(frozen, rows, peak):
 
 
 def op_profile(unet, batch, top=8):
-    """Share of CPU time per operator type in one batched CFG forward (torch.profiler)."""
+    """Share of CPU time (GPU time on a GPU) per operator type in one batched CFG forward (torch.profiler)."""
     from torch.profiler import ProfilerActivity, profile
 
-    x = torch.randn(batch, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
-    t, y = torch.tensor(500), torch.zeros(batch, dtype=torch.long)
+    device = unet.device
+    x = torch.randn(batch, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size, device=device)
+    t, y = torch.tensor(500, device=device), torch.zeros(batch, dtype=torch.long, device=device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with torch.inference_mode():
         unet(x, t, class_labels=y)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=activities) as prof:
             unet(x, t, class_labels=y)
-    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in events)
-    return {e.key: round(e.self_cpu_time_total / total, 3) for e in events[:top]}
+            synchronize(device)
+    key = "self_cpu_time_total" if device.type == "cpu" else "self_device_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
+    total = sum(getattr(e, key) for e in events)
+    return {e.key: round(getattr(e, key) / total, 3) for e in events[:top]}
 
 
 def main() -> None:
@@ -121,13 +136,15 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     parser.add_argument("--pairs", type=int, default=6, help="interleaved naive/ours timings for a median ratio")
     parser.add_argument("--rows", type=int, nargs="*", default=[64, 512], help="forward batch sizes for GFLOP/s")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1...")
     args = parser.parse_args()
 
+    device = resolve_device(args.device)
     if args.generator:
-        frozen = FrozenGenerator.load(args.generator)
+        frozen = FrozenGenerator.load(args.generator, device=device)
     else:
         torch.manual_seed(0)
-        frozen = DiffusionGenerator(num_classes=2, in_channels=1, image_size=28).frozen()
+        frozen = DiffusionGenerator(num_classes=2, in_channels=1, image_size=28).frozen().to(device)
         frozen.unet.eval().requires_grad_(False)
     k, config = frozen.num_classes, frozen.scheduler_config
     labels = torch.arange(args.n) % k
@@ -137,7 +154,7 @@ def main() -> None:
     def naive_fn():
         return naive_sample(frozen.unet, config, labels, rng=make_rng(0), batch_size=batch, **common)
 
-    naive_s, naive = best_time(naive_fn, args.repeats)
+    naive_s, naive = best_time(naive_fn, args.repeats, device)
     variants = {"batched_cfg": {}, "batched_cfg+channels_last": {"channels_last": True}}
     if not args.no_compile:
         variants["batched_cfg+channels_last+compile"] = {"channels_last": True, "compile": True}
@@ -154,7 +171,7 @@ def main() -> None:
         samplers[name] = lambda v=variant: sample(
             v.unet, config, labels, rng=make_rng(0), batch_size=batch, autocast=v.autocast, **common
         )
-        seconds, images = best_time(samplers[name], args.repeats)
+        seconds, images = best_time(samplers[name], args.repeats, device)
         results[name] = {
             "variant": name,
             "img_per_s": round(args.n / seconds, 2),
@@ -167,9 +184,9 @@ def main() -> None:
     best = max(results.values(), key=lambda r: r["img_per_s"])
     exact = max((r for name, r in results.items() if "bf16" not in name), key=lambda r: r["img_per_s"])
     for _ in range(args.pairs):  # naive and every variant timed in turn, so slow drifts of the machine hit all alike
-        naive_once = best_time(naive_fn, 1)[0]
+        naive_once = best_time(naive_fn, 1, device)[0]
         for name, draw in samplers.items():
-            results[name].setdefault("ratios", []).append(naive_once / best_time(draw, 1)[0])
+            results[name].setdefault("ratios", []).append(naive_once / best_time(draw, 1, device)[0])
     for name, result in results.items():
         if args.pairs:
             line = {"benchmark": "sampling_interleaved", "variant": name, "pairs": args.pairs}
@@ -178,7 +195,7 @@ def main() -> None:
             result["speedup_interleaved_median"] = line["speedup_median"]
             print(json.dumps(line), flush=True)
     flops, achieved = unet_gflops(frozen.unet, 2 * args.n)
-    peak = matmul_gflops()
+    peak = matmul_gflops(device)
     print(
         json.dumps(
             {
@@ -203,6 +220,7 @@ def main() -> None:
                 "matmul_gflops": round(peak, 1),
                 "unet_fraction_of_matmul": round(achieved / peak, 3),
                 "unet_cpu_time_share_by_op": op_profile(frozen.unet, 2 * args.n),
+                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                 "torch_threads": torch.get_num_threads(),
                 "torch": torch.__version__,
             }
