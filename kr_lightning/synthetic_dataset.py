@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -13,7 +12,7 @@ from kr_lightning import artifacts
 from kr_lightning.data.arrays import to_uint8
 from kr_lightning.errors import ConfigError, RunExistsError
 from kr_lightning.grids import class_rows, save_grid
-from kr_lightning.models.frozen_generator import FrozenGenerator
+from kr_lightning.models.frozen_generator import FrozenGenerator, GenPrecision, wants_bf16
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.seeding import make_rng
 
@@ -48,7 +47,7 @@ def sample(
     seed: int = 0,
     batch_size: int = 256,
     device: str = "auto",
-    precision: Literal["32-true", "bf16-mixed"] = "32-true",
+    precision: GenPrecision = "32-true",
     overwrite: bool = False,
 ) -> Path:
     """Sample a class-conditional synthetic dataset from a trained generator.
@@ -78,9 +77,7 @@ def sample(
     if out_path.exists() and not overwrite:
         raise RunExistsError(f"{out_path} exists; pass --overwrite=true to replace it")
     dev = resolve_device(device)
-    if precision not in ("32-true", "bf16-mixed"):
-        raise ConfigError(f"precision must be '32-true' or 'bf16-mixed'; got {precision!r}")
-    frozen = FrozenGenerator.load(generator, device=dev).optimize(bf16=precision == "bf16-mixed")
+    frozen = FrozenGenerator.load(generator, device=dev).optimize(bf16=wants_bf16(precision))
     per = class_counts(frozen.num_classes, per_class, counts)
     labels = torch.repeat_interleave(torch.arange(frozen.num_classes), torch.tensor(per))
     start = time.perf_counter()

@@ -250,7 +250,7 @@ def test_bf16_sets_get_their_own_cache_key_and_float32_keys_do_not_change(tmp_pa
     assert len(list((tmp_path / "cache").glob("set0000-rank0-*.pt"))) == 2
     key = {"seed": 3, "set_index": 0, "rank": 0, "labels": exact.local_labels(1)}
     assert cache.cache_file(tmp_path / "cache", exact.generator.source, "cpu", knobs=exact.knobs, **key).is_file()
-    with pytest.raises(ConfigError, match="gen_precision"):
+    with pytest.raises(ConfigError, match="precision must be one of"):
         gkd(tiny_generator_run, gen_precision="16-mixed")
 
 

@@ -27,7 +27,7 @@ from kr_lightning.distill.synthesis import (
 from kr_lightning.errors import ConfigError
 from kr_lightning.models.classifier import ClassifierModule
 from kr_lightning.models.fit_checks import check_fits_data
-from kr_lightning.models.frozen_generator import FrozenGenerator
+from kr_lightning.models.frozen_generator import FrozenGenerator, GenPrecision, wants_bf16
 from kr_lightning.models.loading import load_classifier
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.runs import read_json
@@ -99,7 +99,7 @@ class GKDDataModule(L.LightningDataModule):
         gen_batch_size: int = 256,
         channels_last: bool = False,
         compile_unet: bool = False,
-        gen_precision: Literal["32-true", "bf16-mixed"] = "32-true",
+        gen_precision: GenPrecision = "32-true",
         cache_dir: str | None = None,
         seed: int | None = None,
     ) -> None:
@@ -128,9 +128,7 @@ class GKDDataModule(L.LightningDataModule):
         self.label_on_view = label_on_view
         self.batch_size = batch_size
         self.gen_batch_size = gen_batch_size
-        if gen_precision not in ("32-true", "bf16-mixed"):
-            raise ConfigError(f"gen_precision must be '32-true' or 'bf16-mixed'; got {gen_precision!r}")
-        self.speedups = {"channels_last": channels_last, "compile": compile_unet, "bf16": gen_precision == "bf16-mixed"}
+        self.speedups = {"channels_last": channels_last, "compile": compile_unet, "bf16": wants_bf16(gen_precision)}
         self.cache_dir = cache_dir
         self.seed = 0 if seed is None else seed
         self.generator: FrozenGenerator | None = None

@@ -25,6 +25,7 @@ from kr_lightning import artifacts
 from kr_lightning.data.base import ImageDataModule
 from kr_lightning.distill.datamodule import GKDDataModule
 from kr_lightning.errors import ConfigError, MissingInputError
+from kr_lightning.models.frozen_generator import GenPrecision
 from kr_lightning.models.networks import SmallCNN
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.models.student import Student
@@ -227,7 +228,7 @@ def select(
     seeds: list[int] = [0],  # noqa: B006
     seed: int = 0,
     accelerator: str = "auto",
-    gen_precision: Literal["32-true", "bf16-mixed"] = "32-true",
+    gen_precision: GenPrecision = "32-true",
 ) -> Path:
     """Checkpoint optimisation, then sampling tuning, by CAS on the real validation split.
 

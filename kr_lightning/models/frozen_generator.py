@@ -16,13 +16,13 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from kr_lightning import artifacts
-from kr_lightning.errors import CheckpointError, MissingInputError
+from kr_lightning.errors import CheckpointError, ConfigError, MissingInputError
 from kr_lightning.models.sampling import SamplerKind, sample
 from kr_lightning.models.unet import build_unet
 
@@ -51,6 +51,21 @@ def compile_backend_missing(device: torch.device) -> str | None:
     except Exception as err:  # noqa: BLE001 - inductor raises its own InvalidCxxCompiler
         return f"no C++ compiler found for inductor ({type(err).__name__}); install g++ or set CXX"
     return None
+
+
+GenPrecision = Literal["32-true", "bf16-mixed"]
+GEN_PRECISIONS: tuple[str, ...] = ("32-true", "bf16-mixed")
+
+
+def wants_bf16(precision: str) -> bool:
+    """Whether a ``32-true`` / ``bf16-mixed`` precision setting asks for bf16 generation.
+
+    Raises:
+        ConfigError: Any other value.
+    """
+    if precision not in GEN_PRECISIONS:
+        raise ConfigError(f"generator precision must be one of {GEN_PRECISIONS}; got {precision!r}")
+    return precision == "bf16-mixed"
 
 
 def bf16_unsupported(device: torch.device) -> str | None:

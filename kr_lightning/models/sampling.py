@@ -126,7 +126,7 @@ def sample(
         extra: dict[str, Any] = {} if sampler == "ddim" else {"generator": rng}
         for t in scheduler.timesteps:
             x_in = scheduler.scale_model_input(x, t).to(dtype=dtype, memory_format=memory_format)
-            with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
                 eps = guided_prediction(unet, x_in, t, y, guidance, null_label)
             x = scheduler.step(eps, t, x, **extra).prev_sample
         out.append(x.clamp(-1.0, 1.0))
