@@ -129,6 +129,15 @@ def test_sample_command_writes_a_file_medmnist_reads(tiny_generator_run, tmp_pat
     assert "--overwrite=true" in cli_error(capsys, args)
 
 
+def tiny_frozen() -> FrozenGenerator:
+    """A small random generator, the same weights on every call."""
+    torch.manual_seed(0)
+    model = DiffusionGenerator(
+        num_classes=2, image_size=8, block_out_channels=[8, 16], attention_levels=[False, False], norm_num_groups=4
+    )
+    return model.frozen()
+
+
 def test_sample_command_in_bf16_writes_close_images(tiny_generator_run, tmp_path, monkeypatch):
     monkeypatch.setattr("kr_lightning.models.frozen_generator.bf16_unsupported", lambda device: None)
     common = [f"--generator={tiny_generator_run / 'export'}", "--per_class=2", "--steps=3", "--device=cpu"]
@@ -144,25 +153,18 @@ def test_sample_command_in_bf16_writes_close_images(tiny_generator_run, tmp_path
 def test_bf16_sampling_needs_native_units_and_otherwise_warns_and_stays_float32(monkeypatch):
     from kr_lightning.models import frozen_generator
 
-    def tiny() -> FrozenGenerator:
-        torch.manual_seed(0)  # the same weights on every call
-        model = DiffusionGenerator(
-            num_classes=2, image_size=8, block_out_channels=[8, 16], attention_levels=[False, False], norm_num_groups=4
-        )
-        return model.frozen()
-
     here = frozen_generator.bf16_unsupported(torch.device("cpu"))
     assert here is None or "bf16" in here
     monkeypatch.setattr(frozen_generator, "bf16_unsupported", lambda device: None)
-    fast = tiny().optimize(bf16=True)
+    fast = tiny_frozen().optimize(bf16=True)
     assert fast.autocast == torch.bfloat16
     labels = torch.tensor([0, 1, 1, 0])
-    exact = tiny().sample(labels, make_rng(0), steps=3, sampler="dpmsolver++")
+    exact = tiny_frozen().sample(labels, make_rng(0), steps=3, sampler="dpmsolver++")
     images = fast.sample(labels, make_rng(0), steps=3, sampler="dpmsolver++")
     assert images.dtype == torch.float32 and not torch.equal(images, exact)
 
     monkeypatch.setattr(frozen_generator, "bf16_unsupported", lambda device: "this CPU has no AVX512-BF16")
-    frozen = tiny()
+    frozen = tiny_frozen()
     with pytest.warns(UserWarning, match="stays float32"):
         frozen.optimize(bf16=True)
     assert frozen.autocast is None
@@ -174,20 +176,14 @@ def test_compile_needs_a_backend_and_otherwise_warns_and_stays_eager(monkeypatch
 
     from kr_lightning.models.frozen_generator import compile_backend_missing
 
-    def tiny() -> FrozenGenerator:
-        model = DiffusionGenerator(
-            num_classes=2, image_size=8, block_out_channels=[8, 16], attention_levels=[False, False], norm_num_groups=4
-        )
-        return model.frozen()
-
-    compiled = isinstance(tiny().optimize(compile=True).unet, torch._dynamo.eval_frame.OptimizedModule)
+    compiled = isinstance(tiny_frozen().optimize(compile=True).unet, torch._dynamo.eval_frame.OptimizedModule)
     assert compiled == (compile_backend_missing(torch.device("cpu")) is None)
 
     def no_compiler():
         raise RuntimeError("no g++")
 
     monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
-    frozen = tiny()
+    frozen = tiny_frozen()
     with pytest.warns(UserWarning, match="no C\\+\\+ compiler"):
         frozen.optimize(compile=True)
     assert not isinstance(frozen.unet, torch._dynamo.eval_frame.OptimizedModule)

@@ -16,7 +16,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
@@ -54,7 +54,7 @@ def compile_backend_missing(device: torch.device) -> str | None:
 
 
 GenPrecision = Literal["32-true", "bf16-mixed"]
-GEN_PRECISIONS: tuple[str, ...] = ("32-true", "bf16-mixed")
+GEN_PRECISIONS: tuple[str, ...] = get_args(GenPrecision)
 
 
 def wants_bf16(precision: str) -> bool:
