@@ -150,6 +150,24 @@ def test_sample_command_in_bf16_writes_close_images(tiny_generator_run, tmp_path
     assert np.abs(exact - fast).mean() < 8  # grey levels of 255
 
 
+@pytest.mark.parametrize(
+    ("capabilities", "native"),
+    [
+        ({"avx512_f": True, "avx512_bw": True, "avx512_vl": True, "avx512_dq": True, "avx512_bf16": False}, False),
+        ({"avx2": True}, False),
+        ({"avx512_f": True, "avx512_bf16": True}, True),
+        ({"avx512_f": True, "amx_bf16": True, "amx_tile": True}, True),
+        ({"neon": True, "bf16": True}, True),
+        ({"neon": True, "bf16": False}, False),
+    ],
+)
+def test_native_bf16_means_bf16_units_not_just_avx512(capabilities, native):
+    # oneDNN's check says yes on every AVX-512 CPU, where bf16 is emulated and slower than float32
+    from kr_lightning.models.frozen_generator import cpu_has_native_bf16
+
+    assert cpu_has_native_bf16(capabilities) is native
+
+
 def test_bf16_sampling_needs_native_units_and_otherwise_warns_and_stays_float32(monkeypatch):
     from kr_lightning.models import frozen_generator
 

@@ -151,7 +151,9 @@ class StopAt(Callback):
             raise RuntimeError("simulated kill")
 
 
-def test_resume_after_interruption_ends_with_the_same_weights(tmp_path, tiny_generator_run, tiny_digits_teacher):
+def test_resume_after_interruption_ends_with_the_same_weights(
+    tmp_path, tiny_generator_run, tiny_digits_teacher, monkeypatch
+):
     full, cut = tmp_path / "full", tmp_path / "cut"
     args = ("--trainer.max_epochs=3", "--trainer.deterministic=true")
     main(student_args(full, tiny_generator_run, tiny_digits_teacher, *args))
@@ -167,7 +169,12 @@ def test_resume_after_interruption_ends_with_the_same_weights(tmp_path, tiny_gen
             )
         )
     assert torch.load(cut / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    generated, generate = [], GKDDataModule.generate
+    monkeypatch.setattr(
+        GKDDataModule, "generate", lambda self, i, *a, **k: generated.append(i) or generate(self, i, *a, **k)
+    )
     main(student_args(cut, tiny_generator_run, tiny_digits_teacher, *args))
+    assert generated == [2]  # only the set of the epoch it trains, not again the finished epoch's
     a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     b = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from kr_lightning.data.base import ImageDataModule
 from kr_lightning.data.info import DatasetInfo
 from kr_lightning.distill import cache
+from kr_lightning.distill.deferred import DeferredDataset
 from kr_lightning.distill.schedule import set_index
 from kr_lightning.distill.synthesis import (
     balanced_labels,
@@ -133,7 +135,7 @@ class GKDDataModule(L.LightningDataModule):
         self.seed = 0 if seed is None else seed
         self.generator: FrozenGenerator | None = None
         self.teacher: ClassifierModule | None = None
-        self._cache: tuple[int, TensorDataset] | None = None
+        self._cache: tuple[int, DeferredDataset] | None = None
 
     # -- metadata linked to the student --------------------------------------------------------------------------
     @property
@@ -295,15 +297,22 @@ class GKDDataModule(L.LightningDataModule):
         index = self.set_index(epoch)
         if self._cache is None or self._cache[0] != index:
             progress = trainer is not None and trainer.is_global_zero and trainer.progress_bar_callback is not None
-            self._cache = (index, self.generate(index, rank, world, progress=progress))
-            self._log_stats(trainer, index)
+            build = functools.partial(self._generate_and_log, trainer, index, rank, world, progress)
+            self._cache = (index, DeferredDataset(len(self.local_labels(world)), build))
         dataset = self._cache[1]
         sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=derive_seed(self.seed, rank))
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler)
 
-    def _log_stats(self, trainer: L.Trainer | None, index: int) -> None:
-        if trainer is None:
-            return
+    def _generate_and_log(
+        self, trainer: L.Trainer | None, index: int, rank: int, world: int, progress: bool
+    ) -> TensorDataset:
+        """Generate set ``index`` (on the loader's first batch, see :class:`DeferredDataset`) and log its stats."""
+        dataset = self.generate(index, rank, world, progress=progress)
+        if trainer is not None:
+            self._log_stats(trainer, index)
+        return dataset
+
+    def _log_stats(self, trainer: L.Trainer, index: int) -> None:
         metrics = {f"gkd/{k}": v for k, v in self.last_stats.items()} | {"gkd/set_index": float(index)}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)

@@ -14,6 +14,7 @@ import json
 import shutil
 import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -68,13 +69,24 @@ def wants_bf16(precision: str) -> bool:
     return precision == "bf16-mixed"
 
 
+def cpu_has_native_bf16(capabilities: Mapping[str, Any] | None = None) -> bool:
+    """Whether the CPU computes in bf16 natively: AVX512-BF16 or AMX on x86, the BF16 extension on ARM.
+
+    oneDNN's own check (``torch.ops.mkldnn._is_mkldnn_bf16_supported``) also says yes for any AVX-512 CPU, where
+    bf16 is emulated with float32 instructions and is slower than float32 (measured in ``benchmarks/README.md``).
+    """
+    caps = torch.cpu.get_capabilities() if capabilities is None else capabilities
+    return any(caps.get(flag, False) for flag in ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16"))
+
+
 def bf16_unsupported(device: torch.device) -> str | None:
     """Why bfloat16 autocast would not be fast on ``device`` (no native bf16 units), or ``None`` when it is."""
     if device.type == "cuda":
         return None if torch.cuda.is_bf16_supported(including_emulation=False) else "this GPU has no native bf16"
     if device.type == "cpu":
-        native = torch.ops.mkldnn._is_mkldnn_bf16_supported()  # oneDNN: AVX512-BF16 or AMX on this CPU
-        return None if native else "this CPU has no AVX512-BF16/AMX units, so bf16 would be emulated and slower"
+        if cpu_has_native_bf16():
+            return None
+        return "this CPU has no bf16 units (x86: AVX512-BF16 or AMX), so bf16 would be emulated and slower"
     return f"bf16 autocast is not set up for {device.type} devices"
 
 
