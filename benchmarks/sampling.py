@@ -4,7 +4,7 @@ Prints JSON lines: one per sampler variant (images/s, speed-up over naive, max a
 images, same noise), one per variant with the median speed-up of ``--pairs`` interleaved timings (naive, then every
 variant, in turn), then the summary line with ``ours_img_per_s``, ``naive_img_per_s``, ``speedup`` and the UNet's
 achieved GFLOP/s against a large matmul (``torch.utils.flop_counter``). The bf16 variant runs only where the CPU (or
-GPU) has native bf16 units.
+GPU) has native bf16 units (``--bf16 force``: also where bf16 is emulated, to measure what that costs).
 
     python benchmarks/sampling.py --generator runs/breastmnist/generator/export --n 64 --batch 32 --steps 20
 """
@@ -137,6 +137,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=6, help="interleaved naive/ours timings for a median ratio")
     parser.add_argument("--rows", type=int, nargs="*", default=[64, 512], help="forward batch sizes for GFLOP/s")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1...")
+    parser.add_argument(
+        "--bf16",
+        choices=["auto", "force", "off"],
+        default="auto",
+        help="bf16 variant: auto = only on native bf16 units; force = also where bf16 is emulated (to measure it)",
+    )
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -158,14 +164,17 @@ def main() -> None:
     variants = {"batched_cfg": {}, "batched_cfg+channels_last": {"channels_last": True}}
     if not args.no_compile:
         variants["batched_cfg+channels_last+compile"] = {"channels_last": True, "compile": True}
-    if bf16_unsupported(frozen.device) is None:  # bfloat16 autocast: measurably, not bitwise, the same images
+    native_bf16 = bf16_unsupported(frozen.device) is None
+    if args.bf16 == "force" or (args.bf16 == "auto" and native_bf16):  # measurably, not bitwise, the same images
         last = list(variants)[-1]
         variants[f"{last}+bf16"] = variants[last] | {"bf16": True}
     results, samplers = {}, {}
     for name, knobs in variants.items():
         variant = dataclasses.replace(frozen, unet=copy.deepcopy(frozen.unet))
         warm = time.perf_counter()
-        variant.optimize(**knobs)
+        variant.optimize(**{k: v for k, v in knobs.items() if k != "bf16"})
+        if knobs.get("bf16"):
+            variant.autocast = torch.bfloat16  # set directly: optimize() refuses it without native bf16 units
         variant.sample(labels[:2], make_rng(1), steps=1, guidance=args.guidance, sampler=args.sampler)
         warmup = time.perf_counter() - warm
         samplers[name] = lambda v=variant: sample(
@@ -221,6 +230,8 @@ def main() -> None:
                 "unet_fraction_of_matmul": round(achieved / peak, 3),
                 "unet_cpu_time_share_by_op": op_profile(frozen.unet, 2 * args.n),
                 "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                "cpu": torch.cpu.get_capabilities().get("cpu_name"),
+                "native_bf16": native_bf16,
                 "torch_threads": torch.get_num_threads(),
                 "torch": torch.__version__,
             }
