@@ -26,11 +26,6 @@ class DeferredDataset(Dataset):
         self._data: TensorDataset | None = None
 
     @property
-    def built(self) -> bool:
-        """Whether the dataset has been built."""
-        return self._data is not None
-
-    @property
     def data(self) -> TensorDataset:
         """The built dataset (building it now if needed)."""
         if self._data is None:

@@ -75,8 +75,10 @@ def cpu_has_native_bf16(capabilities: Mapping[str, Any] | None = None) -> bool:
     oneDNN's own check (``torch.ops.mkldnn._is_mkldnn_bf16_supported``) also says yes for any AVX-512 CPU, where
     bf16 is emulated with float32 instructions and is slower than float32 (measured in ``benchmarks/README.md``).
     """
-    caps = torch.cpu.get_capabilities() if capabilities is None else capabilities
-    return any(caps.get(flag, False) for flag in ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16"))
+    if capabilities is None:  # torch.cpu.get_capabilities is new in recent torch; without it, say no (float32)
+        getter = getattr(torch.cpu, "get_capabilities", None)
+        capabilities = getter() if getter is not None else {}
+    return any(capabilities.get(flag, False) for flag in ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16"))
 
 
 def bf16_unsupported(device: torch.device) -> str | None:
