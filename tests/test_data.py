@@ -5,19 +5,19 @@ import pytest
 import torch
 
 from conftest import write_medmnist_npz
-from kr_lightning.data import DigitsDataModule, MedMNISTDataModule
+from kr_lightning.data import ImageDataModule
 from kr_lightning.data.arrays import load_npz, to_tensor, to_uint8
 from kr_lightning.data.augment import augment, random_shift
 from kr_lightning.seeding import make_rng
 
 
 def test_medmnist_metadata_known_before_setup(tiny_root):
-    dm = MedMNISTDataModule(flag="dermamnist", root=str(tiny_root))
+    dm = ImageDataModule(flag="dermamnist", root=str(tiny_root))
     assert (dm.num_classes, dm.in_channels, dm.image_size) == (7, 3, 28)
 
 
 def test_medmnist_splits_scaled_and_labelled(tiny_root):
-    dm = MedMNISTDataModule(flag="breastmnist", root=str(tiny_root))
+    dm = ImageDataModule(flag="breastmnist", root=str(tiny_root))
     dm.setup("fit")
     x, y = next(iter(dm.val_dataloader()))
     assert x.shape == (16, 1, 28, 28) and x.dtype == torch.float32
@@ -28,7 +28,7 @@ def test_medmnist_splits_scaled_and_labelled(tiny_root):
 
 def test_medmnist_rgb(tmp_path):
     write_medmnist_npz(tmp_path, "dermamnist", channels=3, num_classes=7)
-    dm = MedMNISTDataModule(flag="dermamnist", root=str(tmp_path))
+    dm = ImageDataModule(flag="dermamnist", root=str(tmp_path))
     x, y = next(iter(dm.test_dataloader()))
     assert x.shape == (16, 3, 28, 28) and int(y.max()) < 7
 
@@ -42,14 +42,14 @@ def test_pixel_scaling_round_trips():
 
 def test_root_from_environment(tiny_root, monkeypatch):
     monkeypatch.setenv("KR_DATA_ROOT", str(tiny_root))
-    dm = MedMNISTDataModule(flag="breastmnist")
-    assert dm.path == tiny_root / "breastmnist.npz"
+    dm = ImageDataModule(flag="breastmnist")
+    assert dm.data_root == tiny_root
     dm.setup()
 
 
 def test_missing_file_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.delenv("KR_DATA_ROOT", raising=False)
-    dm = MedMNISTDataModule(flag="pneumoniamnist", root=str(tmp_path / "nowhere"))
+    dm = ImageDataModule(flag="pneumoniamnist", root=str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError) as err:
         dm.setup()
     message = str(err.value)
@@ -70,20 +70,20 @@ def test_failed_download_says_what_to_do(tmp_path, monkeypatch):
         raise RuntimeError("network unreachable")
 
     monkeypatch.setattr(medmnist, "BreastMNIST", offline)
-    dm = MedMNISTDataModule(flag="breastmnist", root=str(tmp_path), download=True)
+    dm = ImageDataModule(flag="breastmnist", root=str(tmp_path), download=True)
     with pytest.raises(FileNotFoundError, match="download failed.*network unreachable"):
         dm.setup()
 
 
 def test_unknown_flag_lists_valid_ones():
-    with pytest.raises(ValueError, match="unknown or unsupported MedMNIST flag 'breastmnst'.*breastmnist"):
-        MedMNISTDataModule(flag="breastmnst")
+    with pytest.raises(ValueError, match="unknown dataset 'breastmnst'.*breastmnist"):
+        ImageDataModule(flag="breastmnst")
 
 
 @pytest.mark.parametrize("flag", ["chestmnist", "organmnist3d"])
 def test_multilabel_and_3d_are_refused(flag):
     with pytest.raises(ValueError, match="unsupported"):
-        MedMNISTDataModule(flag=flag)
+        ImageDataModule(flag=flag)
 
 
 def test_npz_with_wrong_keys(tmp_path):
@@ -108,7 +108,7 @@ def test_truncated_npz(tmp_path):
 
 def test_train_order_is_a_function_of_seed_and_epoch(tiny_root):
     def order(seed, epoch):
-        dm = MedMNISTDataModule(root=str(tiny_root), seed=seed, batch_size=48)
+        dm = ImageDataModule(flag="breastmnist", root=str(tiny_root), seed=seed, batch_size=48)
         dm.setup()
         loader = dm.train_dataloader()
         loader.sampler.set_epoch(epoch)
@@ -139,8 +139,8 @@ def test_augment_is_deterministic_and_identity_when_off():
 
 
 def test_digits_split_is_fixed_stratified_and_disjoint():
-    a = DigitsDataModule(seed=0)
-    b = DigitsDataModule(seed=5)
+    a = ImageDataModule(flag="digits", seed=0)
+    b = ImageDataModule(flag="digits", seed=5)
     sizes = {s: len(a.split(s)) for s in ("train", "val", "test")}
     assert sizes == {"train": 1078, "val": 180, "test": 539}
     for s in sizes:
@@ -154,7 +154,7 @@ def test_digits_split_is_fixed_stratified_and_disjoint():
 
 
 def test_membership_contract():
-    dm = DigitsDataModule()
+    dm = ImageDataModule(flag="digits")
     assert dm.member_split == "train"
     assert set(dm.nonmember_splits) == {"val", "test"}
 

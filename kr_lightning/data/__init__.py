@@ -1,7 +1,6 @@
-"""Real-image DataModules and dataset metadata."""
+"""Real-image data: one DataModule for every registered dataset, and the dataset registry."""
 
-from kr_lightning.data.base import ImageDataModule
-from kr_lightning.data.digits import DigitsDataModule
-from kr_lightning.data.medmnist import MedMNISTDataModule
+from kr_lightning.data.datamodule import ImageDataModule
+from kr_lightning.data.registry import DATASETS, dataset_info
 
-__all__ = ["DigitsDataModule", "ImageDataModule", "MedMNISTDataModule"]
+__all__ = ["DATASETS", "ImageDataModule", "dataset_info"]

@@ -1,14 +1,38 @@
-"""Dataset metadata: one typed record per dataset, read from ``medmnist.INFO`` or the embedded table."""
+"""Dataset metadata: one typed record per dataset (MedMNIST's ``INFO``, the embedded digits, torchvision's sets).
+
+Pure data, no I/O. Besides sizes and class names each record says which flips preserve its labels: a data fragment
+(``experiments/data/<flag>.yaml``) may only switch on those.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from medmnist.info import INFO as MEDMNIST_INFO
 
 from kr_lightning.errors import ConfigError
 
 SUPPORTED_TASKS = ("multi-class", "binary-class", "ordinal-regression")
+Source = Literal["embedded", "medmnist", "torchvision"]
+Flip = Literal["hflip", "vflip"]
+
+# Flips that keep an image's class, per MedMNIST flag. Orientation-free microscopy and dermoscopy allow both;
+# ultrasound, X-ray, OCT and fundus images only the left/right mirror; the organ CT sets none (their classes
+# include left and right organs).
+MEDMNIST_FLIPS: dict[str, tuple[Flip, ...]] = {
+    "pathmnist": ("hflip", "vflip"),
+    "dermamnist": ("hflip", "vflip"),
+    "octmnist": ("hflip",),
+    "pneumoniamnist": ("hflip",),
+    "retinamnist": ("hflip",),
+    "breastmnist": ("hflip",),
+    "bloodmnist": ("hflip", "vflip"),
+    "tissuemnist": ("hflip", "vflip"),
+    "organamnist": (),
+    "organcmnist": (),
+    "organsmnist": (),
+}
 
 
 @dataclass(frozen=True)
@@ -22,7 +46,10 @@ class DatasetInfo:
         image_size: Side of the square images in pixels.
         task: MedMNIST task string (``ordinal-regression`` is treated as K-class classification).
         labels: Class names, index-aligned.
-        n_samples: Official split sizes ``{"train": ..., "val": ..., "test": ...}``.
+        n_samples: Split sizes ``{"train": ..., "val": ..., "test": ...}``.
+        source: Where the images come from: ``embedded`` (scikit-learn), ``medmnist`` (npz files) or
+            ``torchvision`` (its dataset classes).
+        flips: The flips that preserve the labels.
     """
 
     flag: str
@@ -32,6 +59,8 @@ class DatasetInfo:
     task: str
     labels: tuple[str, ...]
     n_samples: dict[str, int]
+    source: Source = "medmnist"
+    flips: tuple[Flip, ...] = ()
 
 
 DIGITS = DatasetInfo(
@@ -42,25 +71,28 @@ DIGITS = DatasetInfo(
     task="multi-class",
     labels=tuple(str(i) for i in range(10)),
     n_samples={"train": 1078, "val": 180, "test": 539},
+    source="embedded",
+    flips=(),  # a mirrored 2, 3 or 7 is not that digit
 )
 
 
 def medmnist_info(flag: str, size: int = 28) -> DatasetInfo:
-    """Metadata of a 2D MedMNIST dataset.
+    """Metadata of a 2D single-label MedMNIST dataset.
 
     Args:
         flag: MedMNIST flag, e.g. ``"breastmnist"``.
         size: Image size of the file to use (28, 64, 128 or 224).
 
     Raises:
-        ValueError: Unknown flag, a 3D or multi-label dataset, or an unavailable size.
+        ConfigError: Unknown flag, a 3D or multi-label dataset, or an unavailable size.
     """
-    usable = sorted(f for f, v in MEDMNIST_INFO.items() if v["task"] in SUPPORTED_TASKS and "3d" not in f)
-    if flag not in MEDMNIST_INFO or flag not in usable:
-        raise ConfigError(f"unknown or unsupported MedMNIST flag {flag!r}; expected one of {usable}")
+    if flag not in MEDMNIST_FLIPS:
+        raise ConfigError(f"unknown or unsupported MedMNIST flag {flag!r}; expected one of {sorted(MEDMNIST_FLIPS)}")
     if size not in (28, 64, 128, 224):
         raise ConfigError(f"MedMNIST size must be one of 28, 64, 128, 224; got {size}")
     meta = MEDMNIST_INFO[flag]
+    if meta["task"] not in SUPPORTED_TASKS:
+        raise ConfigError(f"{flag} is a {meta['task']} dataset; kr_lightning supports {SUPPORTED_TASKS}")
     labels = tuple(meta["label"][str(i)] for i in range(len(meta["label"])))
     return DatasetInfo(
         flag=flag,
@@ -70,4 +102,6 @@ def medmnist_info(flag: str, size: int = 28) -> DatasetInfo:
         task=meta["task"],
         labels=labels,
         n_samples=dict(meta["n_samples"]),
+        source="medmnist",
+        flips=MEDMNIST_FLIPS[flag],
     )

@@ -1,8 +1,8 @@
-"""Shared behaviour of the real-image DataModules: splits as tensors, loaders, seeded augmentation."""
+"""ImageDataModule: the real train / val / test splits of any registered dataset, loaders, seeded augmentation."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -13,27 +13,39 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from kr_lightning.data.arrays import SPLITS, Split, to_tensor
 from kr_lightning.data.augment import augment
 from kr_lightning.data.info import DatasetInfo
+from kr_lightning.data.registry import dataset_info, load_splits, resolve_root
 from kr_lightning.errors import ConfigError, DataError
 from kr_lightning.seeding import make_rng
 
 
 class ImageDataModule(L.LightningDataModule):
-    """Real train / val / test splits served as ``(x, y)`` batches.
+    """The real train / val / test splits of one dataset, served as ``(x, y)`` batches.
 
-    ``x`` is ``float32 (B, C, H, W)`` in ``[-1, 1]``, ``y`` is ``int64 (B,)``. The train order and the
-    augmentation are pure functions of ``(seed, epoch)`` and ``(seed, global_step, rank)``, so a run resumed
-    from a checkpoint sees exactly the batches an uninterrupted run would have seen.
+    ``x`` is ``float32 (B, C, H, W)`` in ``[-1, 1]``, ``y`` is ``int64 (B,)``. The dataset is chosen by ``flag``
+    (see :mod:`kr_lightning.data.registry`); experiment configs take it, with the dataset's label-preserving
+    augmentation, from a data fragment ``experiments/data/<flag>.yaml``. The train order and the augmentation are
+    pure functions of ``(seed, epoch)`` and ``(seed, global_step, rank)``, so a run resumed from a checkpoint
+    sees exactly the batches an uninterrupted run would have seen.
 
     Privacy audit contract: the ``train`` split holds the members (every image the teacher and the generator
     trained on); ``val`` and ``test`` hold non-members (see :attr:`nonmember_splits`).
 
     Args:
+        flag: Dataset name: a 2D MedMNIST flag, ``digits``, ``fashionmnist``, ``cifar10`` or ``cifar100``.
+        root: Folder with the dataset's files; ``None`` uses ``$KR_DATA_ROOT``, then ``./data/<source>``.
+        size: MedMNIST image size of the file (28, 64, 128 or 224).
+        download: Fetch missing files (MedMNIST through ``medmnist``, the others through torchvision; needs
+            network).
+        split_seed: Seed of the train / val partition where the dataset has no official val split (digits and
+            torchvision's sets); keep it fixed across runs.
         batch_size: Training batch size (per device).
         eval_batch_size: Batch size for val / test / predict.
         num_workers: DataLoader workers (0 keeps everything in the main process; the data is in memory).
         max_shift: Training augmentation: random translation of up to this many pixels (0 disables).
-        hflip: Training augmentation: random horizontal flips (only where label-preserving for the dataset).
-        vflip: Training augmentation: random vertical flips.
+        hflip: Training augmentation: random horizontal flips (only where the dataset's labels allow them).
+        vflip: Training augmentation: random vertical flips (only where the dataset's labels allow them).
+        use_shift: Apply ``max_shift`` in training; a generator recipe turns it off (a shifted image with a filled
+            border is not a sample of the data distribution, while a label-preserving flip is).
         seed: Seed of the shuffling and augmentation; ``None`` takes the run's ``seed_everything``.
     """
 
@@ -43,23 +55,46 @@ class ImageDataModule(L.LightningDataModule):
     def __init__(
         self,
         *,
+        flag: str | None = None,
+        root: str | None = None,
+        size: int = 28,
+        download: bool = False,
+        split_seed: int = 0,
         batch_size: int = 64,
         eval_batch_size: int = 512,
         num_workers: int = 0,
         max_shift: int = 0,
         hflip: bool = False,
         vflip: bool = False,
+        use_shift: bool = True,
         seed: int | None = None,
     ) -> None:
         super().__init__()
+        if flag is None:
+            raise ConfigError(
+                "no dataset given: add its data fragment, e.g. --config experiments/data/breastmnist.yaml "
+                "(one file per dataset under experiments/data/), or set --data.flag"
+            )
         if batch_size < 1 or eval_batch_size < 1:
             raise ConfigError(f"batch sizes must be >= 1; got {batch_size} and {eval_batch_size}")
         if max_shift < 0:
             raise ConfigError(f"max_shift must be >= 0; got {max_shift}")
+        self._info = dataset_info(flag, size)
+        for name, on in (("hflip", hflip), ("vflip", vflip)):
+            if on and name not in self._info.flips:
+                raise ConfigError(
+                    f"{name}: true changes the labels of {flag} (label-preserving flips: "
+                    f"{list(self._info.flips) or 'none'}); set {name}: false in its data fragment"
+                )
+        self.flag = flag
+        self.root = root
+        self.size = size
+        self.download = download
+        self.split_seed = split_seed
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
-        self.max_shift = max_shift
+        self.max_shift = max_shift if use_shift else 0
         self.hflip = hflip
         self.vflip = vflip
         self.seed = 0 if seed is None else seed
@@ -68,9 +103,9 @@ class ImageDataModule(L.LightningDataModule):
 
     # -- metadata, known at __init__ so that LightningCLI can link it to the model --------------------------
     @property
-    @abstractmethod
     def info(self) -> DatasetInfo:
-        """Dataset metadata."""
+        """Dataset metadata (from the registry)."""
+        return self._info
 
     @property
     def num_classes(self) -> int:
@@ -93,9 +128,19 @@ class ImageDataModule(L.LightningDataModule):
         return self.info.flag
 
     # -- data --------------------------------------------------------------------------------------------------
-    @abstractmethod
+    def dataset_kwargs(self) -> dict[str, Any]:
+        """The options that define this dataset and its augmentation (to build another module on the same data)."""
+        keys = ("flag", "root", "size", "download", "split_seed", "eval_batch_size", "num_workers", "max_shift")
+        return {k: getattr(self, k) for k in keys} | {"hflip": self.hflip, "vflip": self.vflip}
+
+    @property
+    def data_root(self) -> Path:
+        """The folder the dataset's files are read from (unused for the embedded digits)."""
+        return resolve_root(self.root, self.info)
+
     def load_splits(self) -> dict[str, Split]:
         """Read the three splits from their source (validated)."""
+        return load_splits(self.info, root=self.root, download=self.download, split_seed=self.split_seed)
 
     def prepare_data(self) -> None:
         """Check (and where configured, download) the source once, on rank 0."""
