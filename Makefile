@@ -30,7 +30,7 @@ format: install  ## ruff format + autofix
 	$(PY) -m ruff format . && $(PY) -m ruff check --fix .
 
 quickstart: install  ## the whole KR pipeline on the embedded digits dataset (CPU, no network), prints the table
-	$(PY) -m kr_lightning pipeline --datasets='[digits]' --profile=cpu --name=quickstart
+	$(PY) -m kr_lightning pipeline --datasets='[digits]' --profile=quick --name=quickstart
 
 reproduce-medmnist: install  ## all stages for DATASETS x SEEDS (PROFILE=gpu|cpu; TRAINER_ARGS=--trainer.devices=8,...), resumable -> results/medmnist.md
 	$(PY) -m kr_lightning pipeline --datasets='[$(DATASETS)]' --seeds='[$(SEEDS)]' --profile=$(PROFILE) --name=medmnist --trainer_args='[$(TRAINER_ARGS)]'

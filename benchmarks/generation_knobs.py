@@ -6,7 +6,7 @@ once per round) so that drifts of the machine's speed hit every variant alike. P
 the median images/s and the max / mean |difference| to the reference images (batched CFG, ``no_grad``, one batch of
 up to 256 (the former default), all threads, contiguous, eager, float32), then a summary line with the fastest.
 
-    python benchmarks/generation_knobs.py --generator runs/breastmnist/generator/export --n 256
+    python benchmarks/generation_knobs.py --generator runs/breastmnist/seed0/generator/export --n 256
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def prepare(frozen: FrozenGenerator, labels: torch.Tensor, knobs: dict, args: ar
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--generator", default="runs/breastmnist/generator/export")
+    parser.add_argument("--generator", default="runs/breastmnist/seed0/generator/export")
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--guidance", type=float, default=2.0)

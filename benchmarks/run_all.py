@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-GENERATOR = "runs/breastmnist/generator/export"
+GENERATOR = "runs/breastmnist/seed0/generator/export"
 TEACHER = "runs/breastmnist/seed0/teacher/checkpoints/best.ckpt"
 SELECTION = "runs/breastmnist/select/selection.json"
 COMMANDS = [

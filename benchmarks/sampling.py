@@ -6,7 +6,7 @@ variant, in turn), then the summary line with ``ours_img_per_s``, ``naive_img_pe
 achieved GFLOP/s against a large matmul (``torch.utils.flop_counter``). The bf16 variant runs only where the CPU (or
 GPU) has native bf16 units (``--bf16 force``: also where bf16 is emulated, to measure what that costs).
 
-    python benchmarks/sampling.py --generator runs/breastmnist/generator/export --n 64 --batch 32 --steps 20
+    python benchmarks/sampling.py --generator runs/breastmnist/seed0/generator/export --n 64 --batch 32 --steps 20
 """
 
 from __future__ import annotations

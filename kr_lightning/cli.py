@@ -1,202 +1,31 @@
-"""The ``python -m kr_lightning`` command: LightningCLI for fit / validate / test / predict, plus tool commands.
+"""The ``python -m kr_lightning`` command tree: LightningCLI stages (fit / validate / test / predict) and tools.
 
-Run layout: everything a stage writes goes under ``trainer.default_root_dir`` (the *run folder*):
-``config.yaml`` and ``run.json`` (full config, git SHA, versions), ``metrics.csv`` (CSV logger),
-``checkpoints/{best,last}.ckpt`` and, after ``test``, ``test/`` with ``test_metrics.json`` and
-``test_predictions.npz``. Unless the config says otherwise the CLI fills in that layout: a CSV logger writing to
-the run folder and checkpoint callbacks writing to ``<run folder>/checkpoints``.
+``fit``, ``validate``, ``test`` and ``predict`` go to :class:`kr_lightning.stages.KRCLI`; ``sample``, ``select``,
+``mia``, ``report`` and ``pipeline`` to jsonargparse over their typed functions. Both parse configs in the same
+mode (omegaconf interpolation, see :mod:`kr_lightning.layout`), and a user error from either ends in one
+``kr_lightning: error: ...`` line and exit status 2.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
-import shutil
 import sys
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import lightning as L
-from jsonargparse import ArgumentError, Namespace, auto_cli
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import WandbLogger
+from jsonargparse import ArgumentError, auto_cli, set_parsing_settings
+from lightning.pytorch.cli import ArgsType, LightningCLI
 
 from kr_lightning.callbacks.run_record import RunRecord
-from kr_lightning.errors import CheckpointError, KRError, MissingInputError, RunExistsError
-from kr_lightning.runs import mark_finished, read_json, record_test_results, run_dir
-
-LINKED = ("num_classes", "in_channels", "image_size")
-
-
-def _accepts(class_path: str, name: str) -> bool:
-    module, _, attr = class_path.rpartition(".")
-    cls = getattr(__import__(module, fromlist=[attr]), attr)
-    return name in inspect.signature(cls.__init__).parameters
-
-
-class KRCLI(LightningCLI):
-    """LightningCLI with the data -> model links, the run-folder layout, seeds and checkpoint defaults."""
-
-    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:  # noqa: ANN401
-        """Parsers raise on a bad argument; ``main`` prints one message instead of the whole usage."""
-        return super().init_parser(**{"exit_on_error": False, **kwargs})
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Link the dataset's classes, channels and image size into the model."""
-        for key in LINKED:
-            parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
-        parser.add_argument(
-            "--overwrite",
-            type=bool,
-            default=False,
-            help="fit: replace a run folder that already holds a finished run (it is deleted first)",
-        )
-
-    def _parse_ckpt_path(self) -> None:
-        """Refuse a ``--ckpt_path`` saved by another stage (Lightning would silently switch the model class)."""
-        subcommand = self.config.get("subcommand")
-        before = self.config[subcommand].model.class_path if subcommand else None
-        super()._parse_ckpt_path()
-        after = self.config[subcommand].model.class_path if subcommand else None
-        if before != after:
-            ckpt = self.config[subcommand].ckpt_path
-            raise CheckpointError(
-                f"{ckpt} was saved by a {after.rsplit('.', 1)[-1]} stage but this config runs a "
-                f"{before.rsplit('.', 1)[-1]}; pass a checkpoint of that stage (or the config of the stage that "
-                "wrote it)"
-            )
-
-    def before_instantiate_classes(self) -> None:
-        """Fill the run seed, the run layout and the checkpoint to evaluate."""
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        seed = config.seed_everything
-        for group in (config.data, config.model):
-            if (
-                isinstance(group, Namespace)
-                and _accepts(group.class_path, "seed")
-                and group.init_args.get("seed") is None
-                and not isinstance(seed, bool)
-            ):
-                group.init_args.seed = int(seed)
-        root = config.trainer.default_root_dir
-        if root is None:
-            return
-        root = Path(root)
-        _fill_layout(config.trainer, root, version=self.subcommand if self.subcommand not in ("fit", None) else "")
-        if self.subcommand and config.get("weights_only") is None:
-            config.weights_only = True  # our checkpoints hold tensors and plain types only: never unpickle code
-        if self.subcommand == "fit" and config.get("ckpt_path") is None:
-            _guard_finished_run(root, overwrite=bool(config.get("overwrite")))
-        if self.subcommand and config.get("ckpt_path") is None:
-            if self.subcommand == "fit" and (root / "checkpoints" / "last.ckpt").is_file():
-                config.ckpt_path = str(root / "checkpoints" / "last.ckpt")
-                print(f"kr_lightning: resuming from {config.ckpt_path}")
-            elif self.subcommand in ("validate", "test", "predict"):
-                best = root / "checkpoints" / "best.ckpt"
-                if not best.is_file():
-                    raise MissingInputError(
-                        f"no checkpoint to {self.subcommand}: {best} does not exist. Run `fit` with this config "
-                        "first, or pass --ckpt_path=PATH."
-                    )
-                config.ckpt_path = str(best)
-                print(f"kr_lightning: {self.subcommand} uses {best}")
-
-    def after_instantiate_classes(self) -> None:
-        """Group W&B runs by dataset and seed, one job type per stage folder."""
-        if self.subcommand is None:
-            return
-        config = self.config[self.subcommand]
-        name = getattr(self.datamodule, "name", "data")
-        for logger in self.trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                init = logger._wandb_init  # read by wandb.init on first use; Lightning has no public setter
-                init["group"] = init["group"] or f"{name}-seed{config.seed_everything}"
-                init["job_type"] = init["job_type"] or Path(self.trainer.default_root_dir).name
-
-    def after_fit(self) -> None:
-        """Export generators (EMA weights, diffusers format) and mark the run finished in ``run.json``."""
-        if self.trainer.is_global_zero and self.trainer.state.finished:
-            folder = run_dir(self.trainer)
-            if hasattr(self.model, "frozen"):
-                print(f"kr_lightning: exported the generator to {self.model.frozen().export(folder / 'export')}")
-            mark_finished(folder, self.trainer)
-        _finish_wandb(self.trainer)
-
-    def after_test(self) -> None:
-        """Write ``test_metrics.json`` and ``test_predictions.npz`` beside the test logs."""
-        record_test_results(self.trainer, self.model, self.config[self.subcommand].ckpt_path)
-        _finish_wandb(self.trainer)
-
-
-def _guard_finished_run(root: Path, overwrite: bool) -> None:
-    """Refuse to train into a finished run unless ``overwrite``, which deletes that run folder first."""
-    record = root / "run.json"
-    if not record.is_file() or "finished" not in read_json(record):
-        return
-    if not overwrite:
-        raise RunExistsError(
-            f"{root} already holds a finished run (see {record}); nothing was changed. Choose another "
-            "--trainer.default_root_dir, or pass --overwrite=true to delete it and train again."
-        )
-    if os.environ.get("LOCAL_RANK", "0") == "0":  # DDP re-launches the command on every rank
-        shutil.rmtree(root)
-    print(f"kr_lightning: --overwrite=true: deleted the finished run in {root}")
-
-
-def _finish_wandb(trainer: L.Trainer) -> None:
-    """Close W&B runs so that a later stage in the same process starts a new run."""
-    if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
-        import wandb
-
-        wandb.finish()
-
-
-def _fill_layout(trainer: Namespace, root: Path, version: str) -> None:
-    """Put logs and checkpoints inside ``root`` (in place): a CSV logger is always present unless logging is off."""
-    if trainer.logger is False:
-        return
-    loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
-    loggers = [lg for lg in loggers if isinstance(lg, Namespace)]
-    if not any(lg.class_path.endswith("CSVLogger") for lg in loggers):
-        csv_logger = Namespace(
-            class_path="kr_lightning.loggers.ResumableCSVLogger",
-            init_args=Namespace(save_dir=str(root), name="", version=version),
-        )
-        loggers.insert(0, csv_logger)
-    for logger in loggers:
-        if logger.class_path.endswith("WandbLogger") and logger.init_args.get("save_dir") in (None, "."):
-            logger.init_args.save_dir = str(root)
-    trainer.logger = loggers
-    wants_last = False
-    for callback in trainer.callbacks or []:
-        if isinstance(callback, Namespace) and callback.class_path.endswith("ModelCheckpoint"):
-            if callback.init_args.get("dirpath") is None:
-                callback.init_args.dirpath = str(root / "checkpoints")
-                callback.init_args.enable_version_counter = False
-            if callback.init_args.get("save_last"):
-                # Lightning only refreshes last.ckpt when this callback also saved a top-k file; a dedicated
-                # callback writes it after every epoch so that a rerun resumes from the latest epoch.
-                callback.init_args.save_last = False
-                wants_last = True
-    if wants_last:
-        trainer.callbacks.append(
-            _last_checkpoint(root / "checkpoints", val_every_epoch=trainer.check_val_every_n_epoch == 1)
-        )
-
-
-def _last_checkpoint(folder: Path, val_every_epoch: bool) -> Namespace:
-    """``last.ckpt`` after every epoch (after validation when validation runs every epoch)."""
-    return Namespace(
-        class_path="kr_lightning.callbacks.LastCheckpoint",
-        init_args=Namespace(dirpath=str(folder), save_on_train_epoch_end=None if val_every_epoch else True),
-    )
-
+from kr_lightning.errors import KRError
+from kr_lightning.layout import PARSER_MODE, check_fragments
+from kr_lightning.stages import KRCLI
 
 DESCRIPTION = (
-    "Knowledge Recycling stages. LightningCLI subcommands: fit, validate, test, predict (one YAML per stage under "
-    "experiments/). Tool commands: sample, select, mia, report, pipeline (python -m kr_lightning <command> --help)."
+    "Knowledge Recycling stages. A stage is a recipe applied to a dataset: python -m kr_lightning <command> --config "
+    "experiments/recipes/<profile>/<stage>.yaml --config experiments/data/<flag>.yaml"
 )
 
 
@@ -208,7 +37,7 @@ def tool_commands() -> dict[str, Callable[..., Any]]:
     from kr_lightning.report import report
     from kr_lightning.synthetic_dataset import sample
 
-    return {"sample": sample, "select": select, "report": report, "pipeline": pipeline, "mia": mia}
+    return {"sample": sample, "select": select, "mia": mia, "report": report, "pipeline": pipeline}
 
 
 def main(args: ArgsType = None) -> None:
@@ -228,7 +57,11 @@ def main(args: ArgsType = None) -> None:
     # stages built in process (privacy reference runs) pass args= while sys.argv holds the outer command
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
     argv = list(sys.argv[1:] if args is None else args)
+    # ${...} interpolation in configs (run folders derived from run_root, the dataset and the seed) is resolved by
+    # omegaconf after every source is merged; keys are absolute, as a user reads them in the printed config.
+    set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
     try:
+        check_fragments(argv)
         _dispatch(argv)
     except KeyboardInterrupt:
         print(
@@ -262,13 +95,35 @@ def _user_error(err: BaseException) -> KRError | None:
     return None
 
 
+STAGE_COMMANDS = {
+    "fit": "Train a stage (generator, teacher or student) into its run folder; a rerun resumes from last.ckpt.",
+    "validate": "Evaluate a stage's best checkpoint on the real val split.",
+    "test": "Evaluate a stage's best (val-selected) checkpoint once on the real test split; writes test/.",
+    "predict": "Class probabilities of a stage's best checkpoint on the real test split.",
+}
+
+
+def command_help() -> str:
+    """``python -m kr_lightning --help``: every command with a one-line description."""
+    assert set(STAGE_COMMANDS) == set(LightningCLI.subcommands()), "describe every LightningCLI subcommand"
+    lines = [f"usage: python -m kr_lightning <command> [--config FILE ...] [options]\n\n{DESCRIPTION}\n", "commands:"]
+    tools = {name: inspect.getdoc(function).splitlines()[0] for name, function in tool_commands().items()}
+    for name, summary in {**STAGE_COMMANDS, **tools}.items():
+        lines.append(f"  {name:<10} {summary}")
+    lines.append("\n`python -m kr_lightning <command> --help` lists a command's options.")
+    return "\n".join(lines)
+
+
 def _dispatch(argv: list[str]) -> None:
     tools = tool_commands()
-    if argv and argv[0] in tools:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(command_help())
+        return
+    if argv[0] in tools:
         auto_cli(
             tools[argv[0]],
             args=argv[1:],
-            parser_mode="yaml",
+            parser_mode=PARSER_MODE,
             prog=f"python -m kr_lightning {argv[0]}",
             exit_on_error=False,
         )
@@ -281,6 +136,6 @@ def _dispatch(argv: list[str]) -> None:
         save_config_callback=RunRecord,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
-        parser_kwargs={"prog": "python -m kr_lightning", "description": DESCRIPTION},
+        parser_kwargs={"prog": "python -m kr_lightning", "description": DESCRIPTION, "parser_mode": PARSER_MODE},
         args=argv,
     )

@@ -1,11 +1,11 @@
 """``python -m kr_lightning pipeline``: every KR stage for some datasets and seeds, one CLI call per stage.
 
-Each stage runs as its own ``python -m kr_lightning ...`` process with explicit paths (printed before it runs),
-so any stage can be rerun by hand. A stage whose output marker exists is skipped; an interrupted stage is simply
-run again and resumes (fit stages from ``last.ckpt``, ``select`` and ``mia`` from their finished units).
-
-Configs: ``<experiments>/<dataset>/<stage>.yaml`` for ``profile: cpu``; ``<experiments>/<dataset>/gpu/<stage>.yaml``
-for ``profile: gpu``. Runs: ``<runs>/<dataset>/seed<k>/<stage>``.
+Each stage runs as its own ``python -m kr_lightning ...`` process, printed before it runs: a profile's recipe
+(``<experiments>/recipes/<profile>/<stage>.yaml``) plus the dataset's fragment (``<experiments>/data/<flag>.yaml``),
+exactly the command a user types by hand, so any stage can be rerun alone. Recipes derive their run folders
+(``<runs>/<flag>/seed<k>/<stage>``, :mod:`kr_lightning.layout`); a stage whose output marker exists there is
+skipped, and an interrupted stage is simply run again and resumes (fit from ``last.ckpt``, ``select`` and ``mia``
+from their finished units).
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-import yaml
 
 from kr_lightning.errors import MissingInputError
+from kr_lightning.layout import stage_dir
 from kr_lightning.runs import read_json
 
 VARIANTS = ("hard_static", "hard_regen", "soft_static")
@@ -45,104 +43,64 @@ class Step:
         return [sys.executable, "-m", "kr_lightning", *self.argv, *self.extra]
 
 
-def stage_configs(dataset: str, profile: str, experiments: Path) -> tuple[Path, dict[str, object]]:
-    """Folder of the stage YAMLs and the dataset values the pipeline passes to them.
-
-    ``cpu``: ``<experiments>/<dataset>/*.yaml`` hold everything. ``gpu``: the shared recipes
-    ``<experiments>/gpu/*.yaml`` plus the dataset's values from ``<experiments>/<dataset>/gpu.yaml``.
-    """
-    if profile == "cpu":
-        configs = experiments / dataset
-        if not (configs / "generator.yaml").is_file():
-            raise MissingInputError(
-                f"no cpu configs for {dataset!r}: expected {configs}/generator.yaml (cpu configs exist for "
-                f"{sorted(p.parent.name for p in experiments.glob('*/generator.yaml'))}); use --profile=gpu"
-            )
-        return configs, {}
-    table = experiments / dataset / "gpu.yaml"
-    if not table.is_file():
-        raise MissingInputError(
-            f"no gpu profile for {dataset!r}: expected {table} (datasets with one: "
-            f"{sorted(p.parent.name for p in experiments.glob('*/gpu.yaml'))})"
-        )
-    return experiments / "gpu", yaml.safe_load(table.read_text())
+def recipe_files(dataset: str, profile: str, experiments: Path) -> tuple[Path, Path]:
+    """The profile's recipe folder and the dataset's fragment, checked to exist."""
+    recipes = experiments / "recipes" / profile
+    fragment = experiments / "data" / f"{dataset}.yaml"
+    if not (recipes / "generator.yaml").is_file():
+        known = sorted(p.name for p in (experiments / "recipes").glob("*") if p.is_dir())
+        raise MissingInputError(f"no recipes for profile {profile!r}: expected {recipes}/ (profiles: {known})")
+    if not fragment.is_file():
+        known = sorted(p.stem for p in (experiments / "data").glob("*.yaml"))
+        raise MissingInputError(f"no data fragment for {dataset!r}: expected {fragment} (datasets: {known})")
+    return recipes, fragment
 
 
 def plan(
     dataset: str,
     seed: int,
     *,
-    profile: Literal["cpu", "gpu"],
+    profile: str,
     experiments: Path,
     runs: Path,
     variants: list[str],
     mia: bool,
     trainer_args: list[str],
+    overlays: Path | None = None,
 ) -> list[Step]:
-    """The steps for one dataset and seed, in order."""
-    configs, data = stage_configs(dataset, profile, experiments)
-    root = runs / dataset / f"seed{seed}"
-    teacher = root / "teacher" / "checkpoints" / "best.ckpt"
-    selection = root / "select" / "selection.json"
-    data = {k: str(v).lower() if isinstance(v, bool) else v for k, v in data.items()}
-    direct = [f"--data.init_args.{k}={v}" for k, v in data.items()]
-    nested = [f"--data.init_args.real.init_args.{k}={v}" for k, v in data.items()]
+    """The steps for one dataset and seed, in order (``overlays``: a folder of ``<stage>.yaml`` layered on top)."""
+    recipes, fragment = recipe_files(dataset, profile, experiments)
 
-    def fit_and_test(stage: str, config: Path, run: Path, *extra: str) -> list[Step]:
-        common = ["--config", str(config), *extra, f"--seed_everything={seed}", f"--trainer.default_root_dir={run}"]
+    def layered(stage: str, *configs: Path) -> list[Path]:
+        overlay = overlays / f"{stage}.yaml" if overlays is not None else None
+        return [*configs, *([overlay] if overlay is not None and overlay.is_file() else [])]
+
+    layout = [f"--run_root={runs}"]
+
+    def folder(stage: str) -> Path:
+        return stage_dir(runs, dataset, seed, stage)
+
+    def fit_and_test(stage: str, *configs: Path) -> list[Step]:
+        kind = "student" if stage.startswith("student") else stage
+        common = [arg for c in (*layered(kind, *configs), fragment) for arg in ("--config", str(c))]
+        common += [f"--seed_everything={seed}", *layout]
         return [
-            Step(f"{stage}: fit", ["fit", *common], run / "run.json", trainer_args),
-            Step(f"{stage}: test", ["test", *common], run / "test" / "test_metrics.json", trainer_args),
+            Step(f"{stage}: fit", ["fit", *common], folder(stage) / "run.json", trainer_args),
+            Step(f"{stage}: test", ["test", *common], folder(stage) / "test" / "test_metrics.json", trainer_args),
         ]
 
-    steps = fit_and_test("generator", configs / "generator.yaml", root / "generator", *direct)[:1]
-    steps += fit_and_test("teacher", configs / "teacher.yaml", root / "teacher", *direct)
-    steps.append(
-        Step(
-            "select",
-            [
-                "select",
-                "--config",
-                str(configs / "select.yaml"),
-                *direct,
-                f"--generator_run={root / 'generator'}",
-                f"--teacher_ckpt={teacher}",
-                f"--out={root / 'select'}",
-            ],
-            selection,
-        )
-    )
-    student = configs / "student.yaml"
-    cache = root / "synthetic"  # every student variant and the audit share the generated sets
-    gkd_args = [*nested, f"--data.selection={selection}", f"--data.teacher_ckpt={teacher}", f"--data.cache_dir={cache}"]
-    steps += fit_and_test("student", student, root / "student", *gkd_args)
+    def tool(name: str, done: Path) -> Step:
+        configs = [arg for c in (*layered(name, recipes / f"{name}.yaml"), fragment) for arg in ("--config", str(c))]
+        return Step(name, [name, *configs, f"--seed={seed}", *layout], done)
+
+    steps = fit_and_test("generator", recipes / "generator.yaml")[:1]
+    steps += fit_and_test("teacher", recipes / "teacher.yaml")
+    steps.append(tool("select", folder("select") / "selection.json"))
+    steps += fit_and_test("student", recipes / "student.yaml")
     for variant in variants:
-        overlay = configs / "variants" / f"{variant}.yaml"
-        soft = (
-            yaml.safe_load(overlay.read_text()).get("data", {}).get("init_args", {}).get("teacher_ckpt", "") is not None
-        )
-        args = ["--config", str(overlay), *nested, f"--data.selection={selection}", f"--data.cache_dir={cache}"]
-        args += [f"--data.teacher_ckpt={teacher}"] if soft else []
-        steps += fit_and_test(f"student_{variant}", student, root / f"student_{variant}", *args)
-    if mia and (configs / "mia.yaml").is_file():
-        steps.append(
-            Step(
-                "mia",
-                [
-                    "mia",
-                    "--config",
-                    str(configs / "mia.yaml"),
-                    *[f"--data.init_args.{k}={v}" for k, v in data.items() if k == "flag"],
-                    *([f"--hflip={data['hflip']}"] if "hflip" in data else []),
-                    f"--teacher_run={root / 'teacher'}",
-                    f"--student_run={root / 'student'}",
-                    f"--selection={selection}",
-                    f"--cache_dir={cache}",
-                    f"--out={root / 'mia'}",
-                ],
-                root / "mia" / "mia.json",
-            )
-        )
+        steps += fit_and_test(f"student_{variant}", recipes / "student.yaml", recipes / "variants" / f"{variant}.yaml")
+    if mia and (recipes / "mia.yaml").is_file():
+        steps.append(tool("mia", folder("mia") / "mia.json"))
     return steps
 
 
@@ -163,7 +121,7 @@ def pipeline(
     *,
     datasets: list[str],
     seeds: list[int] = [0],  # noqa: B006 - jsonargparse needs a literal default
-    profile: Literal["cpu", "gpu"] = "gpu",
+    profile: str = "gpu",
     experiments: str = "experiments",
     runs: str = "runs",
     results: str = "results",
@@ -171,22 +129,28 @@ def pipeline(
     variants: list[str] = list(VARIANTS),  # noqa: B006
     mia: bool = True,
     trainer_args: list[str] = [],  # noqa: B006
+    overlays: str | None = None,
     dry_run: bool = False,
 ) -> Path:
     """Run every stage for each dataset and seed, skipping finished stages, then write the report.
 
     Args:
-        datasets: Dataset folders under ``experiments`` (e.g. ``digits``, ``breastmnist``).
+        datasets: Datasets, each with a fragment ``<experiments>/data/<flag>.yaml`` (e.g. ``digits``,
+            ``breastmnist``, any 2D MedMNIST flag).
         seeds: Seeds; each gets its own run folders.
-        profile: ``cpu`` (``experiments/<dataset>/*.yaml``) or ``gpu`` (``experiments/<dataset>/gpu/*.yaml``).
-        experiments: Config root.
+        profile: Recipe set ``<experiments>/recipes/<profile>/``: ``quick`` (the quickstart's minutes), ``cpu``
+            (2 CPU cores, BreastMNIST in about an hour), ``gpu`` (MedMNIST v2-sized models) or a folder of your own.
+        experiments: Config root (``recipes/`` and ``data/``).
         runs: Run root.
         results: Report folder.
         name: Report file stem (``<results>/<name>.md``).
         variants: Baseline students to run besides GKD.
-        mia: Run the privacy audit where the dataset has an ``mia.yaml``.
+        mia: Run the privacy audit (the profile's ``mia.yaml``).
         trainer_args: Extra arguments for every LightningCLI stage, e.g. ``["--trainer.devices=8",
             "--trainer.strategy=ddp"]``.
+        overlays: A folder of ``<stage>.yaml`` files layered over the profile's recipes (after the recipe and any
+            variant, before the dataset), e.g. ``experiments/overlays/smoke`` to run a profile end to end in
+            seconds on a CPU.
         dry_run: Print the commands without running them.
     """
     for dataset in datasets:
@@ -200,6 +164,7 @@ def pipeline(
                 variants=variants,
                 mia=mia,
                 trainer_args=trainer_args,
+                overlays=Path(overlays) if overlays else None,
             )
             for step in steps:
                 command = step.command()

@@ -163,7 +163,9 @@ def plot_accuracy(path: Path, tables: dict[str, list[dict[str, Any]]]) -> None:
 def report(
     *, runs: str = "runs", datasets: list[str] | None = None, out: str = "results", name: str = "results"
 ) -> Path:
-    """Write ``<out>/<name>.md`` / ``.json`` / ``_accuracy.png`` from the run folders.
+    """Results tables and figures (markdown, JSON, accuracy plot) built from the run folders' own files.
+
+    Writes ``<out>/<name>.md``, ``<out>/<name>.json`` and ``<out>/<name>_accuracy.png``.
 
     Args:
         runs: Run root (``<runs>/<dataset>/seed<k>/<stage>``).

@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from kr_lightning import artifacts
@@ -16,8 +17,15 @@ from kr_lightning.errors import DataError, MissingInputError
 
 
 def run_dir(trainer: L.Trainer) -> Path:
-    """The folder the trainer logs into (``trainer.log_dir``, else ``default_root_dir``)."""
-    return Path(trainer.log_dir or trainer.default_root_dir)
+    """The folder the trainer logs into (``trainer.log_dir``, else ``default_root_dir``), safe on rank 0 alone.
+
+    ``trainer.log_dir`` broadcasts rank 0's answer: a collective call, which hangs DDP when only rank 0 makes it
+    (the run record, sample grids and test results are written by rank 0 only). This is the same folder, computed
+    by the calling process without talking to the others.
+    """
+    logger = trainer.loggers[0] if trainer.loggers else None
+    folder = logger.log_dir if isinstance(logger, (CSVLogger, TensorBoardLogger)) else getattr(logger, "save_dir", None)
+    return Path(folder or trainer.default_root_dir)
 
 
 def _number(value: Any) -> Any:  # noqa: ANN401 - metric values are tensors or floats
@@ -48,15 +56,14 @@ def record_test_results(trainer: L.Trainer, model: L.LightningModule, ckpt_path:
 
 def _medmnist_evaluator(datamodule: Any, probs: Any) -> dict[str, float] | None:  # noqa: ANN401
     """``medmnist.Evaluator``'s ACC / AUC of the same test predictions, for MedMNIST data modules."""
-    from kr_lightning.data.medmnist import MedMNISTDataModule
+    from kr_lightning.data.datamodule import ImageDataModule
 
-    datamodule = getattr(datamodule, "real", datamodule)  # GKD students are evaluated on the real splits
-    if not isinstance(datamodule, MedMNISTDataModule):
+    if not isinstance(datamodule, ImageDataModule) or datamodule.info.source != "medmnist":
         return None
     from medmnist import Evaluator
 
     size = None if datamodule.size == 28 else datamodule.size
-    evaluator = Evaluator(datamodule.flag, "test", size=size, root=str(datamodule.path.parent))
+    evaluator = Evaluator(datamodule.flag, "test", size=size, root=str(datamodule.data_root))
     auc, acc = evaluator.evaluate(probs)
     return {"acc": float(acc), "auc": float(auc)}
 

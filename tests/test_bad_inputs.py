@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CONFIGS, cli_error, write_medmnist_npz
+from conftest import CONFIGS, REPO, cli_error, write_medmnist_npz
 from kr_lightning.cli import main
 
 
@@ -88,7 +88,7 @@ def test_labels_outside_the_classes(tmp_path, capsys):
 
 def test_unknown_medmnist_flag(tmp_path, capsys):
     message = cli_error(capsys, teacher_fit(tmp_path / "run", tmp_path, "--data.flag=breastmnst"))
-    assert "unknown or unsupported MedMNIST flag 'breastmnst'" in message and "breastmnist" in message
+    assert "unknown dataset 'breastmnst'" in message and "breastmnist" in message
 
 
 def test_empty_class(tmp_path, capsys):
@@ -158,8 +158,9 @@ def test_generator_of_another_dataset(tmp_path, tiny_root, tiny_generator_run, c
         f"--trainer.default_root_dir={tmp_path / 's'}",
         f"--data.generator={tiny_generator_run / 'export'}",
         f"--data.teacher_ckpt={tmp_path / 'teacher' / 'checkpoints' / 'best.ckpt'}",
-        "--data.real=kr_lightning.data.MedMNISTDataModule",
-        f"--data.real.root={tiny_root}",
+        "--data.flag=breastmnist",
+        "--data.max_shift=0",
+        f"--data.root={tiny_root}",
         "--data.counts=null",
     ]
     message = cli_error(capsys, args)
@@ -247,3 +248,49 @@ def test_select_without_generator_checkpoints(tmp_path, capsys):
         f"--out={tmp_path / 'out'}",
     ]
     assert "no generator checkpoints" in cli_error(capsys, args)
+
+
+# -- a stage is a recipe applied to one dataset ---------------------------------------------------------------------
+RECIPE = REPO / "experiments" / "recipes" / "quick" / "teacher.yaml"
+DATA = REPO / "experiments" / "data"
+
+
+def layout_error(capsys, tmp_path, monkeypatch, *configs, extra=()):
+    monkeypatch.chdir(tmp_path)  # the recipe's run folder would land here: nothing may be written
+    argv = ["fit", *[a for c in configs for a in ("--config", str(c))], "--trainer.max_epochs=1", *extra]
+    message = cli_error(capsys, argv)
+    assert not any(tmp_path.iterdir()), sorted(tmp_path.rglob("*"))
+    return message
+
+
+def test_recipe_without_a_data_fragment(tmp_path, monkeypatch, capsys):
+    message = layout_error(capsys, tmp_path, monkeypatch, RECIPE)
+    assert "names no dataset" in message and "experiments/data/breastmnist.yaml" in message
+
+
+def test_two_data_fragments(tmp_path, monkeypatch, capsys):
+    message = layout_error(capsys, tmp_path, monkeypatch, RECIPE, DATA / "digits.yaml", DATA / "breastmnist.yaml")
+    assert "2 data fragments" in message and "digits.yaml (digits)" in message
+
+
+def test_fragment_of_an_unknown_dataset(tmp_path, monkeypatch, capsys):
+    fragment = tmp_path.parent / "nope.yaml"
+    fragment.write_text("data:\n  init_args: {flag: imagenet}\n")
+    message = layout_error(capsys, tmp_path, monkeypatch, RECIPE, fragment)
+    assert "unknown dataset 'imagenet'" in message and "cifar100" in message
+
+
+@pytest.mark.parametrize(("flag", "flip"), [("digits", "hflip"), ("organcmnist", "hflip"), ("breastmnist", "vflip")])
+def test_flip_that_changes_the_labels(flag, flip, tmp_path, monkeypatch, capsys):
+    message = layout_error(capsys, tmp_path, monkeypatch, RECIPE, DATA / f"{flag}.yaml", extra=[f"--data.{flip}=true"])
+    assert f"{flip}: true changes the labels of {flag}" in message
+
+
+def test_run_folder_of_another_dataset(tmp_path, tiny_root, capsys):
+    run = tmp_path / "run"
+    main(teacher_fit(run, tiny_root, "--trainer.max_epochs=1"))
+    before = sorted(p.name for p in run.rglob("*"))
+    argv = ["fit", "--config", str(CONFIGS / "tiny_digits_teacher.yaml"), f"--trainer.default_root_dir={run}"]
+    message = cli_error(capsys, [*argv, "--overwrite=true"])
+    assert f"{run} holds a run of 'breastmnist', not 'digits'" in message
+    assert sorted(p.name for p in run.rglob("*")) == before

@@ -107,7 +107,10 @@ def test_module_help_in_subprocess():
         [sys.executable, "-m", "kr_lightning", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    assert "python -m kr_lightning" in out.stdout and "fit" in out.stdout
+    commands = ["fit", "validate", "test", "predict", "sample", "select", "mia", "report", "pipeline"]
+    listed = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith("  ")}
+    assert list(listed) == commands
+    assert all(len(line.split()) > 3 for line in listed.values())  # each with a one-line description
 
 
 def test_deterministic_switch_gives_bit_identical_runs(tmp_path, tiny_root):

@@ -1,4 +1,9 @@
-"""Config drift: every experiment YAML parses against the code (LightningCLI --print_config)."""
+"""Config drift: every recipe x every data fragment x every profile resolves against the code.
+
+Each combination is parsed as a user would run it (``--print_config``) and must name the fragment's dataset and the
+run folder the pipeline uses (``kr_lightning.layout.stage_dir``); a few are built in full to check that the model
+gets the dataset's classes, channels and image size.
+"""
 
 from pathlib import Path
 
@@ -7,70 +12,90 @@ import yaml
 
 from conftest import REPO
 from kr_lightning.cli import main
+from kr_lightning.data import DATASETS, dataset_info
+from kr_lightning.layout import stage_dir
+from kr_lightning.stages import build_stage
 
-VARIANTS = sorted((REPO / "experiments").glob("*/variants/*.yaml"))
-LIGHTNING_CONFIGS = sorted(
-    p
-    for p in (REPO / "experiments").rglob("*.yaml")
-    if p not in VARIANTS
-    if "trainer" in (yaml.safe_load(p.read_text()) or {}) and "model" in (yaml.safe_load(p.read_text()) or {})
-)
-
-
-def test_there_are_experiment_configs():
-    names = {str(p.relative_to(REPO / "experiments")) for p in LIGHTNING_CONFIGS}
-    assert {"breastmnist/teacher.yaml", "digits/teacher.yaml", "gpu/teacher.yaml"} <= names
+EXPERIMENTS = REPO / "experiments"
+PROFILES = sorted(p.name for p in (EXPERIMENTS / "recipes").iterdir() if p.is_dir())
+FRAGMENTS = sorted((EXPERIMENTS / "data").glob("*.yaml"))
+FIT_STAGES = ("generator", "teacher", "student")
+VARIANTS = ("hard_static", "hard_regen", "soft_static")
 
 
-@pytest.mark.parametrize("path", LIGHTNING_CONFIGS, ids=lambda p: str(Path(p).relative_to(REPO / "experiments")))
-def test_experiment_config_parses(path, capsys):
+def printed(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(path), "--print_config"])
-    assert exit_info.value.code in (0, None)
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert isinstance(printed["seed_everything"], int)
-    assert printed["trainer"]["default_root_dir"].startswith("runs/")
+        main([*argv, "--print_config"])
+    assert exit_info.value.code in (0, None), argv
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_layout_covers_every_dataset_and_profile():
+    assert {"quick", "cpu", "gpu"} <= set(PROFILES)
+    assert sorted(p.stem for p in FRAGMENTS) == sorted(DATASETS)
+    assert len([d for d in DATASETS if dataset_info(d).source == "medmnist"]) == 11
+    for profile in PROFILES:
+        names = {p.name for p in (EXPERIMENTS / "recipes" / profile).glob("*.yaml")}
+        assert names == {"generator.yaml", "teacher.yaml", "select.yaml", "student.yaml", "mia.yaml"}, profile
+        assert {p.stem for p in (EXPERIMENTS / "recipes" / profile / "variants").glob("*.yaml")} == set(VARIANTS)
+
+
+def test_recipes_name_no_dataset():
+    for recipe in (EXPERIMENTS / "recipes").rglob("*.yaml"):
+        text = "\n".join(line.split("#")[0] for line in recipe.read_text().splitlines())  # comments may cite one
+        assert not [d for d in DATASETS if d in text], recipe
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("fragment", FRAGMENTS, ids=lambda p: p.stem)
+def test_every_recipe_resolves_on_every_dataset(profile, fragment, capsys):
+    flag = fragment.stem
+    recipes = EXPERIMENTS / "recipes" / profile
+    for stage in FIT_STAGES:  # the variant overlays are checked below, per profile
+        argv = ["fit", "--config", str(recipes / f"{stage}.yaml"), "--config", str(fragment), "--seed_everything=3"]
+        config = printed(argv, capsys)
+        assert config["data"]["init_args"]["flag"] == flag
+        assert Path(config["trainer"]["default_root_dir"]) == stage_dir("runs", flag, 3, stage)
+    for tool, folder in (("select", "select"), ("mia", "mia")):
+        config = printed(
+            [tool, "--config", str(recipes / f"{tool}.yaml"), "--config", str(fragment), "--seed=3"], capsys
+        )
+        assert config["data"]["init_args"]["flag"] == flag
+        assert Path(config["out"]) == stage_dir("runs", flag, 3, folder)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("flag", ["digits", "dermamnist", "cifar100"])
+def test_models_get_the_datasets_classes_channels_and_size(profile, flag, tmp_path):
+    info = dataset_info(flag)
+    dataset = yaml.safe_load((EXPERIMENTS / "data" / f"{flag}.yaml").read_text())["data"]["init_args"]
+    for stage in ("generator", "teacher"):
+        built = build_stage(EXPERIMENTS / "recipes" / profile / f"{stage}.yaml", dataset, seed=0, quiet=True)
+        hparams = built.model.hparams
+        assert (hparams.num_classes, hparams.in_channels, hparams.image_size) == (
+            info.num_classes,
+            info.in_channels,
+            info.image_size,
+        ), (profile, stage)
 
 
 def test_wandb_logger_config_composes(capsys):
-    with pytest.raises(SystemExit):
-        main(
-            [
-                "fit",
-                "--config",
-                str(REPO / "experiments/digits/teacher.yaml"),
-                "--config",
-                str(REPO / "experiments/loggers/wandb.yaml"),
-                "--print_config",
-            ]
-        )
-    printed = yaml.safe_load(capsys.readouterr().out)
-    loggers = printed["trainer"]["logger"]
+    argv = ["fit", "--config", str(EXPERIMENTS / "recipes/quick/teacher.yaml")]
+    argv += ["--config", str(EXPERIMENTS / "data/digits.yaml"), "--config", str(EXPERIMENTS / "loggers/wandb.yaml")]
+    loggers = printed(argv, capsys)["trainer"]["logger"]
     assert any(lg["class_path"].endswith("WandbLogger") and lg["init_args"]["offline"] for lg in loggers)
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda p: str(Path(p).relative_to(REPO / "experiments")))
-def test_variant_overlays_compose_with_their_student(variant, capsys):
-    base = variant.parent.parent / "student.yaml"
-    with pytest.raises(SystemExit):
-        main(["fit", "--config", str(base), "--config", str(variant), "--print_config"])
-    printed = yaml.safe_load(capsys.readouterr().out)
-    overlay = yaml.safe_load(variant.read_text())
-    if "trainer" in overlay:  # the GPU overlays leave the run folder to the pipeline
-        assert printed["trainer"]["default_root_dir"] == overlay["trainer"]["default_root_dir"]
-    for key, value in overlay.get("data", {}).get("init_args", {}).items():
-        assert printed["data"]["init_args"][key] == value
-    hard = overlay.get("model", {}).get("init_args", {}).get("alpha") == 1.0
-    assert hard == (printed["data"]["init_args"]["teacher_ckpt"] is None)
-
-
-SELECT_CONFIGS = sorted((REPO / "experiments").glob("*/select.yaml"))
-
-
-@pytest.mark.parametrize("path", SELECT_CONFIGS, ids=lambda p: Path(p).parent.name)
-def test_select_config_parses(path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["select", "--config", str(path), "--print_config"])
-    assert exit_info.value.code in (0, None)
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["out"].startswith("runs/") and printed["guidance_grid"]
+@pytest.mark.parametrize("profile", PROFILES)
+def test_variant_overlays_compose_with_their_student(profile, capsys):
+    recipes = EXPERIMENTS / "recipes" / profile
+    for variant in VARIANTS:
+        overlay = recipes / "variants" / f"{variant}.yaml"
+        argv = ["fit", "--config", str(recipes / "student.yaml"), "--config", str(overlay)]
+        config = printed([*argv, "--config", str(EXPERIMENTS / "data/breastmnist.yaml")], capsys)
+        assert Path(config["trainer"]["default_root_dir"]) == stage_dir("runs", "breastmnist", 0, f"student_{variant}")
+        values = yaml.safe_load(overlay.read_text())
+        for key, value in values.get("data", {}).get("init_args", {}).items():
+            assert config["data"]["init_args"][key] == value
+        hard = values.get("model", {}).get("init_args", {}).get("alpha") == 1.0
+        assert hard == (config["data"]["init_args"]["teacher_ckpt"] is None)

@@ -9,7 +9,6 @@ from lightning.pytorch.callbacks import Callback
 
 from conftest import CONFIGS, cli_error
 from kr_lightning.cli import main
-from kr_lightning.data import DigitsDataModule
 from kr_lightning.distill import GKDDataModule
 from kr_lightning.distill.synthesis import balanced_labels
 from kr_lightning.models import SmallCNN, Student
@@ -18,7 +17,8 @@ from kr_lightning.models import SmallCNN, Student
 def gkd(generator_run, teacher=None, **kw):
     args = {"counts": [2] * 10, "steps": 2, "batch_size": 10} | kw
     dm = GKDDataModule(
-        real=DigitsDataModule(max_shift=1),
+        flag="digits",
+        max_shift=1,
         generator=str(generator_run / "export"),
         teacher_ckpt=None if teacher is None else str(teacher),
         seed=3,
@@ -123,7 +123,7 @@ def test_selection_file_supplies_generator_and_knobs(tmp_path, tiny_generator_ru
     selection = tmp_path / "selection.json"
     winner = {"generator": str(tiny_generator_run / "export"), "steps": 3, "guidance": 1.5, "sampler": "dpmsolver++"}
     selection.write_text(json.dumps({"winner": winner}))
-    dm = GKDDataModule(real=DigitsDataModule(), selection=str(selection), guidance=2.5)
+    dm = GKDDataModule(flag="digits", selection=str(selection), guidance=2.5)
     dm.setup("fit")
     assert dm.knobs == {"steps": 3, "guidance": 2.5, "sampler": "dpmsolver++"}
 
@@ -195,7 +195,7 @@ class RecordImages(Callback):
 
 def test_ddp_two_cpu_processes_train_on_different_images(tmp_path, tiny_generator_run, tiny_digits_teacher):
     dm = GKDDataModule(
-        real=DigitsDataModule(),
+        flag="digits",
         generator=str(tiny_generator_run / "export"),
         teacher_ckpt=str(tiny_digits_teacher),
         counts=[4] * 10,

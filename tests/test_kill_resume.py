@@ -165,7 +165,7 @@ def test_mia_resumes_after_sigkill(tmp_path, tiny_generator_run, tiny_digits_tea
         str(CONFIGS / "tiny_mia.yaml"),
         f"--teacher_run={tiny_digits_teacher.parent.parent}",
         f"--student_run={student}",
-        f"--selection={selection}",
+        f"--cache_dir={tmp_path / 'synthetic'}",
         "--n_references=4",
     ]
     main([*args, f"--out={tmp_path / 'full'}"])

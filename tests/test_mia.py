@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, REPO
+from conftest import CONFIGS
 from kr_lightning.cli import main
 from kr_lightning.privacy.design import keep_matrix
 from kr_lightning.privacy.metrics import auc, tpr_at_fpr
@@ -74,10 +74,8 @@ def run_mia(tmp_path, teacher, student, generator_run, *extra):
             str(CONFIGS / "tiny_mia.yaml"),
             f"--teacher_run={teacher.parent.parent}",
             f"--student_run={student}",
-            f"--selection={selection}",
+            f"--cache_dir={tmp_path / 'synthetic'}",
             f"--out={tmp_path / 'mia'}",
-            f"--teacher_config={REPO / 'tests/configs/tiny_digits_teacher.yaml'}",
-            f"--student_config={REPO / 'tests/configs/tiny_student.yaml'}",
             *extra,
         ]
     )
@@ -110,7 +108,7 @@ def test_mia_end_to_end_resumes_and_checks_m(
     def no_training(*args, **kwargs):
         raise AssertionError("a finished reference run was trained again")
 
-    monkeypatch.setattr("kr_lightning.privacy.audit.train_classifier", no_training)
+    monkeypatch.setattr("kr_lightning.privacy.references.train_classifier", no_training)
     assert run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run)["models"].keys()
     with pytest.raises(SystemExit):
         run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run, "--n_references=4")

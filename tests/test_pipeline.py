@@ -13,8 +13,6 @@ from conftest import CONFIGS, REPO
 from kr_lightning.cli import main
 from kr_lightning.pipeline import plan
 
-GPU_DATASETS = sorted(p.parent.name for p in (REPO / "experiments").glob("*/gpu.yaml"))
-
 
 def parses(step, capsys):
     argv = step.argv + step.extra
@@ -24,21 +22,35 @@ def parses(step, capsys):
     return yaml.safe_load(capsys.readouterr().out)
 
 
-def test_the_six_medmnist_datasets_have_a_gpu_profile():
-    assert set(GPU_DATASETS) >= {
-        "breastmnist",
-        "pneumoniamnist",
-        "retinamnist",
-        "dermamnist",
-        "bloodmnist",
-        "organcmnist",
-    }
+LAYOUT = {"run_root": "runs", "seed_dir": "${run_root}/${data.init_args.flag}/seed${seed_everything}"}
 
 
-@pytest.mark.parametrize("dataset", GPU_DATASETS)
-def test_gpu_plan_commands_parse(dataset, tmp_path, capsys):
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_dry_run_plans_every_stage_from_the_shared_recipes(profile, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    datasets = ["pneumoniamnist", "retinamnist", "dermamnist"]
+    main(["pipeline", f"--datasets=[{','.join(datasets)}]", f"--profile={profile}", "--dry_run=true"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("pipeline: [")]
+    assert len(lines) == 3 * 13
+    for flag in datasets:
+        mine = [line for line in lines if line.startswith(f"pipeline: [{flag} seed 0]")]
+        assert len(mine) == 13
+        for line in mine:
+            assert f"--config experiments/recipes/{profile}/" in line
+            assert line.count(f"--config experiments/data/{flag}.yaml") == 1
+            assert "--run_root=runs" in line
+
+
+def test_dry_run_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    main(["pipeline", "--datasets=[dermamnist]", "--profile=cpu", f"--runs={tmp_path / 'runs'}", "--dry_run=true"])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_plan_commands_are_the_hand_run_commands(tmp_path, capsys):
+    """Every planned step parses, names the dataset and writes where the pipeline looks for it."""
     steps = plan(
-        dataset,
+        "pneumoniamnist",
         1,
         profile="gpu",
         experiments=REPO / "experiments",
@@ -50,43 +62,48 @@ def test_gpu_plan_commands_parse(dataset, tmp_path, capsys):
     assert [s.name for s in steps][:3] == ["generator: fit", "teacher: fit", "teacher: test"]
     for step in steps:
         printed = parses(step, capsys)
-        data = printed["data"]["init_args"]
-        flag = data["real"]["init_args"]["flag"] if "real" in data else data["flag"]
-        assert flag == dataset, step.name
-        if "trainer" in printed:
-            assert printed["trainer"]["default_root_dir"].startswith(str(tmp_path / dataset / "seed1"))
-            assert printed["seed_everything"] == 1
-
-
-def test_cpu_plan_for_breastmnist_parses(tmp_path, capsys):
-    steps = plan(
-        "breastmnist",
-        0,
-        profile="cpu",
-        experiments=REPO / "experiments",
-        runs=tmp_path,
-        variants=["hard_static", "hard_regen", "soft_static"],
-        mia=True,
-        trainer_args=[],
-    )
-    assert steps[-1].name == "mia"
-    for step in steps:
-        parses(step, capsys)
+        assert printed["data"]["init_args"]["flag"] == "pneumoniamnist", step.name
+        folder = printed["trainer"]["default_root_dir"] if "trainer" in printed else printed["out"]
+        assert step.done.is_relative_to(folder), step.name
+        assert printed.get("seed_everything", printed.get("seed")) == 1
 
 
 def tiny_experiments(folder):
-    ds = folder / "digits"
-    (ds / "variants").mkdir(parents=True)
-    shutil.copy(CONFIGS / "tiny_generator.yaml", ds / "generator.yaml")
-    shutil.copy(CONFIGS / "tiny_digits_teacher.yaml", ds / "teacher.yaml")
-    shutil.copy(CONFIGS / "tiny_student.yaml", ds / "student.yaml")
-    shutil.copy(CONFIGS / "tiny_select.yaml", ds / "select.yaml")
-    (ds / "variants" / "hard_static.yaml").write_text(
+    """A profile ``tiny`` made of the test configs, with the recipes' layout keys and no dataset in them."""
+    recipes = folder / "recipes" / "tiny"
+    (recipes / "variants").mkdir(parents=True)
+    (folder / "data").mkdir()
+    shutil.copy(REPO / "experiments" / "data" / "digits.yaml", folder / "data" / "digits.yaml")
+    for stage, source in [
+        ("generator", "tiny_generator"),
+        ("teacher", "tiny_digits_teacher"),
+        ("student", "tiny_student"),
+    ]:
+        config = yaml.safe_load((CONFIGS / f"{source}.yaml").read_text()) | LAYOUT
+        config["trainer"]["default_root_dir"] = f"${{seed_dir}}/{stage}"
+        config["data"]["init_args"].pop("flag")
+        if stage == "student":
+            config["data"]["init_args"] |= {
+                "selection": "${seed_dir}/select/selection.json",
+                "teacher_ckpt": "${seed_dir}/teacher/checkpoints/best.ckpt",
+                "cache_dir": "${seed_dir}/synthetic",
+            }
+        (recipes / f"{stage}.yaml").write_text(yaml.safe_dump(config))
+    (recipes / "variants" / "hard_static.yaml").write_text(
+        "trainer: {default_root_dir: '${seed_dir}/student_hard_static'}\n"
         "model:\n  init_args: {alpha: 1.0}\ndata:\n  init_args: {teacher_ckpt: null, regenerate_every: 0}\n"
     )
-    mia = yaml.safe_load((CONFIGS / "tiny_mia.yaml").read_text())
-    mia |= {"teacher_config": str(ds / "teacher.yaml"), "student_config": str(ds / "student.yaml")}
-    (ds / "mia.yaml").write_text(yaml.safe_dump(mia))
+    tools = {"run_root": "runs", "seed_dir": "${run_root}/${data.init_args.flag}/seed${seed}"}
+    select = yaml.safe_load((CONFIGS / "tiny_select.yaml").read_text()) | tools
+    select |= {
+        "generator_run": "${seed_dir}/generator",
+        "out": "${seed_dir}/select",
+        "data": {"class_path": "kr_lightning.data.ImageDataModule"},
+    }
+    (recipes / "select.yaml").write_text(yaml.safe_dump(select))
+    mia = yaml.safe_load((CONFIGS / "tiny_mia.yaml").read_text()) | tools
+    mia |= {"out": "${seed_dir}/mia", "data": {"class_path": "kr_lightning.data.ImageDataModule"}}
+    (recipes / "mia.yaml").write_text(yaml.safe_dump(mia))
 
 
 def test_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
@@ -94,7 +111,7 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     args = [
         "pipeline",
         "--datasets=[digits]",
-        "--profile=cpu",
+        "--profile=tiny",
         f"--experiments={tmp_path / 'experiments'}",
         f"--runs={tmp_path / 'runs'}",
         f"--results={tmp_path / 'results'}",
@@ -109,6 +126,8 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     result = json.loads((tmp_path / "results" / "quick.json").read_text())
     assert set(result["tables"]["digits"][0]) >= {"acc", "auc", "gap", "sources"}
     assert "done (" not in out
+    for stage in ("generator", "teacher", "select", "student", "student_hard_static", "mia"):
+        assert (tmp_path / "runs" / "digits" / "seed0" / stage).is_dir(), stage
     main(args)
     again = capsys.readouterr().out
     assert again.count(": done (") == 9  # every stage is skipped the second time
@@ -156,3 +175,28 @@ def test_ctrl_c_prints_how_to_resume(monkeypatch, capsys):
         main(["pipeline", "--datasets=[digits]"])
     assert exit_info.value.code == 130
     assert "rerun the same command to resume" in capsys.readouterr().err
+
+
+def test_pipeline_trainer_args_run_a_stage_under_ddp(tmp_path):
+    """``--trainer_args`` reach every LightningCLI stage; the planned teacher command runs on 2 DDP ranks."""
+    tiny_experiments(tmp_path / "experiments")
+    ddp = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
+    steps = plan(
+        "digits",
+        0,
+        profile="tiny",
+        experiments=tmp_path / "experiments",
+        runs=tmp_path / "runs",
+        variants=[],
+        mia=False,
+        trainer_args=ddp,
+    )
+    assert all(s.extra == ddp for s in steps if s.argv[0] in ("fit", "test"))
+    assert all(not s.extra for s in steps if s.argv[0] == "select")
+    teacher = next(s for s in steps if s.name == "teacher: fit")
+    done = subprocess.run(
+        [*teacher.command(), "--trainer.max_epochs=1"], cwd=REPO, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert teacher.is_done()
+    assert json.loads(teacher.done.read_text())["dataset"] == "digits"

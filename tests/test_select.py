@@ -5,7 +5,7 @@ import pytest
 
 from conftest import CONFIGS
 from kr_lightning.cli import main
-from kr_lightning.data.base import ImageDataModule
+from kr_lightning.data.datamodule import ImageDataModule
 from kr_lightning.distill.selection import describe_net
 from kr_lightning.models.networks import SmallCNN
 

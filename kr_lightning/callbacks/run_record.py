@@ -14,6 +14,7 @@ import lightning as L
 from lightning.pytorch.cli import SaveConfigCallback
 
 from kr_lightning import artifacts
+from kr_lightning.runs import run_dir
 
 PACKAGES = ("kr_lightning", "torch", "lightning", "diffusers", "torchmetrics", "jsonargparse", "medmnist", "numpy")
 
@@ -49,7 +50,7 @@ class RunRecord(SaveConfigCallback):
         sessions, each counted from its start to its last checkpoint (later work was lost and is redone), so that
         ``wall_seconds`` at the end is the compute the run took, not the time the folder existed.
         """
-        folder = Path(trainer.log_dir or trainer.default_root_dir)
+        folder = run_dir(trainer)
         resumed_from = self.config.get("ckpt_path")
         record = {
             "stage": stage,
@@ -59,6 +60,7 @@ class RunRecord(SaveConfigCallback):
             "python": platform.python_version(),
             "packages": package_versions(),
             "seed": self.config.get("seed_everything"),
+            "dataset": getattr(trainer.datamodule, "flag", None),
             "resumed_from": resumed_from,
         }
         if resumed_from and stage == "fit":

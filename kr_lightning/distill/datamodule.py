@@ -12,10 +12,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from kr_lightning.data.base import ImageDataModule
-from kr_lightning.data.info import DatasetInfo
+from kr_lightning.data.datamodule import ImageDataModule
 from kr_lightning.distill import cache
 from kr_lightning.distill.deferred import DeferredDataset
+from kr_lightning.distill.plan import SyntheticPlan
 from kr_lightning.distill.schedule import set_index
 from kr_lightning.distill.synthesis import (
     balanced_labels,
@@ -36,7 +36,7 @@ from kr_lightning.runs import read_json
 from kr_lightning.seeding import derive_seed, make_rng
 
 
-class GKDDataModule(L.LightningDataModule):
+class GKDDataModule(ImageDataModule):
     """Synthetic train batches ``(x, teacher_logits, y)``; real val / test batches ``(x, y)``.
 
     Every ``regenerate_every`` epochs a fresh class-balanced set of ``multiplier x |real train|`` images is drawn
@@ -51,8 +51,11 @@ class GKDDataModule(L.LightningDataModule):
     The generator and the teacher live here, not in the student: they are never in its optimizer or checkpoint,
     stay in eval mode and run without gradients.
 
+    It is the real dataset's :class:`ImageDataModule` (same ``flag``, augmentation and val / test splits, so the
+    same data fragment configures it) whose train split is replaced by synthetic sets; the real train split only
+    sets the synthetic set size and, with ``class_balance: real``, its class mix.
+
     Args:
-        real: The real dataset (val / test loaders, metadata, augmentation, size of the real train split).
         generator: Generator checkpoint or export folder (``None``: taken from ``selection``).
         teacher_ckpt: Teacher checkpoint; ``None`` for hard-label students.
         selection: ``selection.json`` written by ``python -m kr_lightning select``: supplies the generator and the
@@ -79,11 +82,11 @@ class GKDDataModule(L.LightningDataModule):
         cache_dir: Keep every generated set here and reuse it when the same set is asked for again (same
             generator file, knobs, seed, set index, rank and labels); ``None`` keeps nothing on disk.
         seed: Seed of generation and shuffling; ``None`` takes the run's ``seed_everything``.
+        **kwargs: The real dataset's options (:class:`ImageDataModule`: ``flag``, ``root``, augmentation, ...).
     """
 
     def __init__(
         self,
-        real: ImageDataModule,
         generator: str | None = None,
         teacher_ckpt: str | None = None,
         selection: str | None = None,
@@ -104,8 +107,9 @@ class GKDDataModule(L.LightningDataModule):
         gen_precision: GenPrecision = "32-true",
         cache_dir: str | None = None,
         seed: int | None = None,
+        **kwargs: Any,  # noqa: ANN401 - the real dataset's options of ImageDataModule (CLI-resolved)
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size=batch_size, seed=seed, **kwargs)
         if regenerate_every < 0:
             raise ConfigError(f"regenerate_every must be >= 0 (0 = static set); got {regenerate_every}")
         if pool_sets < 1 or not 0.0 <= pool_refresh <= 1.0:
@@ -116,7 +120,6 @@ class GKDDataModule(L.LightningDataModule):
             raise ConfigError(
                 "GKDDataModule needs generator (checkpoint or export folder) or selection (selection.json)"
             )
-        self.real = real
         self.generator_path = generator
         self.teacher_ckpt = teacher_ckpt
         self.selection = selection
@@ -128,40 +131,12 @@ class GKDDataModule(L.LightningDataModule):
         self.class_balance = class_balance
         self.knobs: dict[str, Any] = {"steps": steps, "guidance": guidance, "sampler": sampler}
         self.label_on_view = label_on_view
-        self.batch_size = batch_size
         self.gen_batch_size = gen_batch_size
         self.speedups = {"channels_last": channels_last, "compile": compile_unet, "bf16": wants_bf16(gen_precision)}
         self.cache_dir = cache_dir
-        self.seed = 0 if seed is None else seed
         self.generator: FrozenGenerator | None = None
         self.teacher: ClassifierModule | None = None
         self._cache: tuple[int, DeferredDataset] | None = None
-
-    # -- metadata linked to the student --------------------------------------------------------------------------
-    @property
-    def info(self) -> DatasetInfo:
-        """Metadata of the real dataset."""
-        return self.real.info
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes K."""
-        return self.real.num_classes
-
-    @property
-    def in_channels(self) -> int:
-        """Image channels."""
-        return self.real.in_channels
-
-    @property
-    def image_size(self) -> int:
-        """Image side."""
-        return self.real.image_size
-
-    @property
-    def name(self) -> str:
-        """Dataset name."""
-        return self.real.name
 
     @property
     def has_teacher(self) -> bool:
@@ -183,7 +158,7 @@ class GKDDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Load the real splits, the frozen generator and teacher; check the Trainer's reload setting."""
-        self.real.setup(stage)
+        super().setup(stage)
         trainer = self.trainer
         if trainer is not None and stage in ("fit", None) and self.regenerate_every > 0:
             reload = trainer.reload_dataloaders_every_n_epochs
@@ -209,6 +184,19 @@ class GKDDataModule(L.LightningDataModule):
             check_fits_data("teacher", self.teacher_ckpt, hp.num_classes, hp.in_channels, hp.image_size, self.info)
         rank_zero_info(f"GKD: generator {g.source}, sampling {self.knobs}, teacher {self.teacher_ckpt}")
 
+    def plan(self) -> SyntheticPlan:
+        """The resolved generator, knobs, class counts and seed of this module's sets (after :meth:`setup`)."""
+        assert self.generator is not None, "call setup() first"
+        counts = np.bincount(self.local_labels(1).numpy(), minlength=self.num_classes)
+        return SyntheticPlan(
+            generator=str(self.generator.source),
+            steps=int(self.knobs["steps"]),
+            guidance=float(self.knobs["guidance"]),
+            sampler=str(self.knobs["sampler"]),
+            counts=tuple(int(c) for c in counts),
+            seed=self.seed,
+        )
+
     # -- the synthetic set ---------------------------------------------------------------------------------------
     def set_index(self, epoch: int) -> int:
         """Which generated set epoch ``epoch`` trains on (see :mod:`kr_lightning.distill.schedule`)."""
@@ -227,7 +215,7 @@ class GKDDataModule(L.LightningDataModule):
                 raise ConfigError(f"counts needs one entry per class ({self.num_classes}); got {self.counts}")
             per_rank = [shard_size(c, world_size) if c else 0 for c in self.counts]
             return torch.repeat_interleave(torch.arange(self.num_classes), torch.tensor(per_rank))
-        train = self.real.split("train").labels
+        train = self.split("train").labels
         n_local = shard_size(set_size(self.multiplier, len(train)), world_size)
         if self.class_balance == "uniform":
             return balanced_labels(self.num_classes, n_local)
@@ -326,20 +314,7 @@ class GKDDataModule(L.LightningDataModule):
         if trainer is None or not trainer.training:
             return batch
         x, logits, y = batch
-        x = self.real.augment(x, make_rng(self.seed, trainer.global_step, trainer.global_rank, device=x.device))
+        x = self.augment(x, make_rng(self.seed, trainer.global_step, trainer.global_rank, device=x.device))
         if self.teacher is not None and self.label_on_view:
             logits = teacher_logits(self.teacher, x)
         return x, logits, y
-
-    # -- real evaluation splits ----------------------------------------------------------------------------------
-    def val_dataloader(self) -> DataLoader:
-        """The real validation split."""
-        return self.real.val_dataloader()
-
-    def test_dataloader(self) -> DataLoader:
-        """The real test split."""
-        return self.real.test_dataloader()
-
-    def predict_dataloader(self) -> DataLoader:
-        """The real test split."""
-        return self.real.predict_dataloader()

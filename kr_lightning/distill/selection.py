@@ -22,7 +22,7 @@ import lightning as L
 from torch import nn
 
 from kr_lightning import artifacts
-from kr_lightning.data.base import ImageDataModule
+from kr_lightning.data.datamodule import ImageDataModule
 from kr_lightning.distill.datamodule import GKDDataModule
 from kr_lightning.errors import ConfigError, MissingInputError
 from kr_lightning.models.frozen_generator import GenPrecision
@@ -85,7 +85,7 @@ def checkpoint_epoch(path: str) -> int | None:
 def score_candidate(candidate: Candidate, real: ImageDataModule, recipe: QuickStudent, seed: int) -> dict[str, Any]:
     """Train ``recipe`` on one static synthetic set of ``candidate`` per seed; mean final val accuracy / AUC."""
     data = GKDDataModule(
-        real=real,
+        **real.dataset_kwargs(),
         generator=candidate.generator,
         teacher_ckpt=recipe.teacher_ckpt if recipe.labels == "soft" else None,
         regenerate_every=0,
@@ -229,6 +229,8 @@ def select(
     seed: int = 0,
     accelerator: str = "auto",
     gen_precision: GenPrecision = "32-true",
+    run_root: str = "runs",
+    seed_dir: str | None = None,
 ) -> Path:
     """Checkpoint optimisation, then sampling tuning, by CAS on the real validation split.
 
@@ -262,6 +264,8 @@ def select(
         accelerator: Lightning accelerator for the quick students and generation.
         gen_precision: Generator precision (``bf16-mixed``: bfloat16 autocast, see ``GKDDataModule``); score
             candidates in the precision the students will be trained with.
+        run_root: Root of the run folders (recipes derive ``seed_dir`` and the paths above from it).
+        seed_dir: This dataset and seed's folder, ``${run_root}/<flag>/seed<seed>`` in the recipes.
     """
     if labels == "soft" and teacher_ckpt is None:
         raise ConfigError("labels: soft needs teacher_ckpt")

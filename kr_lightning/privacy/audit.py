@@ -15,19 +15,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 
 from kr_lightning import artifacts
-from kr_lightning.data.base import ImageDataModule
-from kr_lightning.distill.synthesis import balanced_labels, prior_labels, set_size
-from kr_lightning.errors import ConfigError, TrainingError
+from kr_lightning.data.datamodule import ImageDataModule
+from kr_lightning.distill.plan import SyntheticPlan
+from kr_lightning.errors import ConfigError, MissingInputError
+from kr_lightning.layout import check_run_dataset
 from kr_lightning.models.loading import load_classifier
 from kr_lightning.privacy.design import keep_matrix
 from kr_lightning.privacy.memorisation_audit import memorisation_report
 from kr_lightning.privacy.plots import roc_figure
-from kr_lightning.privacy.references import accuracy, train_classifier, train_generator
+from kr_lightning.privacy.references import ReferenceRecipe, run_reference
 from kr_lightning.privacy.scoring import attack_scores, distinguishable_from_chance, pooled_scores, summarize_all
 from kr_lightning.privacy.signals import AuditPool, view_logits
+from kr_lightning.stages import build_stage
 
 MODE_NOTE = {
     "a": "mode a: teacher and student re-trained per reference model with the generator fixed; the generator saw "
@@ -53,122 +54,98 @@ def load_or_make_keep(folder: Path, n_references: int, pool: AuditPool, seed: in
     return keep
 
 
-def student_plan(student_run: Path, train_labels: np.ndarray, num_classes: int) -> tuple[int, list[int]]:
-    """The deployed student's data seed and per-class synthetic counts (reference students reuse both)."""
-    config = yaml.safe_load((student_run / "config.yaml").read_text())
-    data = config["data"]["init_args"]
-    counts = data.get("counts")
-    if counts is None:
-        n = set_size(float(data.get("multiplier", 1.0)), len(train_labels))
-        if data.get("class_balance", "uniform") == "real":
-            labels = prior_labels(np.bincount(train_labels, minlength=num_classes), n)
-        else:
-            labels = balanced_labels(num_classes, n)
-        counts = np.bincount(labels.numpy(), minlength=num_classes).tolist()
-    return int(data.get("seed") if data.get("seed") is not None else config["seed_everything"]), counts
-
-
-def train_until_accurate(train: Any, floor: float, retries: int, held_out: Any) -> tuple[Path, float, int]:  # noqa: ANN401
-    """Call ``train(attempt)`` until the model reaches ``floor`` accuracy on ``held_out``."""
-    for attempt in range(retries + 1):
-        ckpt = train(attempt)
-        acc = accuracy(load_classifier(ckpt), held_out)
-        if acc >= floor:
-            return ckpt, acc, attempt
-        print(f"mia: {ckpt} reached {acc:.3f} < min_accuracy {floor}; retraining (attempt {attempt + 1})")
-    raise TrainingError(
-        f"a reference model stayed below min_accuracy={floor} after {retries + 1} attempts ({ckpt}: {acc:.3f}); "
-        "lower min_accuracy or fix the training recipe"
-    )
-
-
 def mia(
     *,
     data: ImageDataModule,
-    teacher_run: str,
-    teacher_config: str,
     out: str,
+    seed: int = 0,
+    run_root: str = "runs",
+    seed_dir: str | None = None,
+    teacher_run: str | None = None,
     student_run: str | None = None,
-    student_config: str | None = None,
-    generator_config: str | None = None,
-    selection: str | None = None,
+    student: bool = True,
+    generator_run: str | None = None,
     cache_dir: str | None = None,
     mode: Literal["a", "b"] = "a",
     n_references: int = 16,
     min_accuracy: float = 0.0,
     max_retries: int = 2,
     shift: int = 1,
-    hflip: bool = False,
     rmia_refs: list[int] = [1, 2, 4],  # noqa: B006 - jsonargparse needs a literal default
     rmia_a: float = 0.3,
     n_boot: int = 1000,
     top_k: int = 20,
-    seed: int = 0,
 ) -> Path:
     """Audit the deployed teacher (and student) with LOSS, class-wise modified entropy, LiRA and RMIA.
 
     Writes ``<out>/mia.json`` (every attack's AUC, balanced accuracy, TPR at 1 % and 0.1 % FPR with bootstrap 95 %
     CIs and the number of negatives; reference-model accuracies; the most exposed training images; the generator
-    memorisation audit) and ``<out>/roc_<attack>.png`` (log-log ROC).
+    memorisation audit) and ``<out>/roc_<attack>.png`` (log-log ROC). Reference runs follow the deployed recipe:
+    :func:`kr_lightning.stages.build_stage` rebuilds each stage from the deployed run's own ``config.yaml`` (every
+    override it was run with included) with only the training set, the seed and the run folder changed.
 
     Args:
         data: The real dataset (pool = its train + val + test images; members of the deployed models = train).
-        teacher_run: Deployed teacher run folder (``checkpoints/best.ckpt``).
-        teacher_config: Teacher stage config, repeated by each reference run.
         out: Output folder (resumable).
-        student_run: Deployed GKD student run folder (``checkpoints/best.ckpt``, ``config.yaml``).
-        student_config: Student stage config, repeated by each reference run.
-        generator_config: Generator stage config (mode ``b`` only).
-        selection: ``selection.json`` giving the sampling knobs (and, in mode ``a``, the generator).
+        seed: The deployed runs' seed; also the seed of the keep matrix, the reference runs and the bootstrap.
+        run_root: Root of the run folders (recipes derive ``seed_dir`` from it).
+        seed_dir: This dataset and seed's folder, ``${run_root}/<flag>/seed<seed>`` in the recipes.
+        teacher_run: Deployed teacher run folder (default ``<seed_dir>/teacher``).
+        student_run: Deployed GKD student run folder (default ``<seed_dir>/student``).
+        student: Audit the GKD student too.
+        generator_run: Mode ``b``: the generator run whose recipe every reference repeats (default
+            ``<seed_dir>/generator``).
         cache_dir: Mode ``a``: where the deployed student's synthetic sets are (or will be) cached, so that the
-            reference students train on exactly those images (default ``<out>/synthetic``).
+            reference students train on exactly those images (default ``<seed_dir>/synthetic``).
         mode: ``a`` (generator fixed) or ``b`` (generator re-trained per reference).
         n_references: M reference runs (even); each image is IN for M/2 of them.
         min_accuracy: Held-out accuracy floor of every reference model; weaker ones are retrained.
         max_retries: Retraining attempts per reference model.
-        shift: Query views: shifts by this many pixels (0: the identity view only).
-        hflip: Query views: add the horizontal flip (only where flips preserve labels).
+        shift: Query views: shifts by this many pixels (0: the identity view only); the horizontal flip is added
+            where the dataset's fragment enables it (a label-preserving flip).
         rmia_refs: Numbers of OUT references for RMIA.
         rmia_a: RMIA offline parameter ``a``.
         n_boot: Bootstrap replicates for the CIs.
         top_k: Most exposed training images listed per model.
-        seed: Seed of the keep matrix, the reference runs and the bootstrap.
     """
-    if mode == "b" and generator_config is None:
-        raise ConfigError("mode b re-trains the generator: set generator_config")
     folder = Path(out)
-    cache = Path(cache_dir) if cache_dir else folder / "synthetic"
+
+    def located(given: str | None, stage: str) -> Path:
+        if given is not None:
+            return Path(given)
+        if seed_dir is None:
+            raise ConfigError(f"mia: set {stage}_run, or seed_dir (recipes derive it from run_root) to derive it")
+        return Path(seed_dir) / stage
+
+    teacher_folder = located(teacher_run, "teacher")
+    teacher_ckpt = teacher_folder / "checkpoints" / "best.ckpt"
+    deployed = {"teacher": teacher_ckpt}
+    dataset = data.dataset_kwargs()
+    student_folder = located(student_run, "student") if student else None
+    plan = None
+    if student_folder is not None:
+        deployed["student"] = student_folder / "checkpoints" / "best.ckpt"
+        plan = deployed_plan(deployed_recipe(student_folder, data.flag), dataset, seed, folder / "plan")
+    recipe = ReferenceRecipe(
+        teacher=deployed_recipe(teacher_folder, data.flag),
+        dataset=dataset,
+        student=deployed_recipe(student_folder, data.flag) if student_folder is not None else None,
+        generator=deployed_recipe(located(generator_run, "generator"), data.flag) if mode == "b" else None,
+        plan=plan,
+        mode=mode,
+        cache=Path(cache_dir) if cache_dir else located(None, "synthetic"),
+        floor=min_accuracy,
+        retries=max_retries,
+        views={"shift": shift, "hflip": data.hflip},
+    )
     pool = AuditPool.from_datamodule(data)
     keep = load_or_make_keep(folder, n_references, pool, seed)
-    views = {"shift": shift, "hflip": hflip}
-    deployed = {"teacher": Path(teacher_run) / "checkpoints" / "best.ckpt"}
-    if student_run is not None:
-        if student_config is None:
-            raise ConfigError("auditing the student needs student_config (its recipe is repeated per reference)")
-        deployed["student"] = Path(student_run) / "checkpoints" / "best.ckpt"
-    targets = {kind: view_logits(load_classifier(path), pool.images, **views) for kind, path in deployed.items()}
-    plan = student_plan(Path(student_run), data.split("train").labels, data.num_classes) if student_run else None
+    targets = {kind: view_logits(load_classifier(path), pool.images, **recipe.views) for kind, path in deployed.items()}
     records = []
     for i in range(n_references):
         unit = folder / "refs" / f"ref{i:03d}"
         if not (unit / "logits.npz").is_file():
-            run_reference(
-                i,
-                unit,
-                keep[i],
-                pool,
-                teacher_config,
-                student_config,
-                generator_config,
-                selection,
-                mode,
-                plan,
-                cache,
-                min_accuracy,
-                max_retries,
-                views,
-                seed,
-            )
+            run_reference(i, unit, keep[i], pool, recipe, seed)
         records.append(np.load(unit / "logits.npz"))
     rng = np.random.default_rng(seed)
     member = pool.is_target_member
@@ -207,60 +184,28 @@ def mia(
         ],
         "most_exposed": exposed,
     }
-    if student_run is not None and mode == "a":
+    if recipe.student is not None and plan is not None and mode == "a":
         summary["memorisation"] = memorisation_report(
-            Path(student_config), plan, selection, pool, deployed["teacher"], folder, cache, seed
+            recipe.student, dataset, plan, pool, teacher_ckpt, folder, recipe.cache
         )
     path = artifacts.write_json(folder / "mia.json", summary)
     print(f"mia: wrote {path}")
     return path
 
 
-def run_reference(
-    i: int,
-    unit: Path,
-    keep_row: np.ndarray,
-    pool: AuditPool,
-    teacher_config: str,
-    student_config: str | None,
-    generator_config: str | None,
-    selection: str | None,
-    mode: str,
-    plan: tuple[int, list[int]] | None,
-    cache: Path,
-    floor: float,
-    retries: int,
-    views: dict[str, Any],
-    seed: int,
-) -> None:
-    """Train reference run ``i`` on its IN images and save its logits on the pool (one unit of work)."""
-    train, held_out = pool.subset(keep_row), pool.subset(~keep_row)
-    base = seed * 1000 + i
-    result: dict[str, Any] = {"keep": keep_row}
-    generator = None
-    if mode == "b":
-        generator = train_generator(Path(generator_config), unit / "generator", base, train, [])
-    teacher, result["teacher_acc"], result["teacher_attempts"] = train_until_accurate(
-        lambda a: train_classifier(Path(teacher_config), unit / "teacher", base + 100_000 * a, train, []),
-        floor,
-        retries,
-        held_out,
+def deployed_recipe(run: Path, flag: str) -> Path:
+    """The full config a deployed run was trained with (its ``config.yaml``), checked to be of dataset ``flag``."""
+    config = run / "config.yaml"
+    if not config.is_file():
+        raise MissingInputError(f"{config} does not exist; the audit repeats the deployed run's recipe: fit it first")
+    check_run_dataset(run, flag)
+    return config
+
+
+def deployed_plan(recipe: Path, dataset: dict[str, Any], seed: int, folder: Path) -> SyntheticPlan:
+    """The deployed student's synthetic-set plan, resolved by its own data module (recipe, dataset and seed)."""
+    stage = build_stage(
+        recipe, dataset, seed=seed, overrides={"trainer": {"default_root_dir": str(folder)}}, quiet=True
     )
-    result["teacher"] = view_logits(load_classifier(teacher), pool.images, **views)
-    if student_config is not None and plan is not None:
-        data_seed, counts = plan
-        overrides = [f"--data.teacher_ckpt={teacher}", f"--data.seed={data_seed}", f"--data.counts={counts}"]
-        overrides += [f"--data.selection={selection}"] if selection else []
-        overrides += [f"--data.cache_dir={cache}"] if mode == "a" else [f"--data.generator={generator}"]
-        student, result["student_acc"], result["student_attempts"] = train_until_accurate(
-            lambda a: train_classifier(Path(student_config), unit / "student", base + 100_000 * a, None, overrides),
-            floor,
-            retries,
-            held_out,
-        )
-        result["student"] = view_logits(load_classifier(student), pool.images, **views)
-    result["seed"] = np.array(base)
-    artifacts.write_npz(unit / "logits.npz", **{k: np.asarray(v) for k, v in result.items()})
-    print(
-        f"mia: reference {i}: teacher acc {result['teacher_acc']:.3f}, student acc {result.get('student_acc', 0):.3f}"
-    )
+    stage.datamodule.setup("fit")
+    return stage.datamodule.plan()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +10,11 @@ import numpy as np
 import torch
 
 from kr_lightning.data.arrays import to_tensor
+from kr_lightning.distill.plan import SyntheticPlan
 from kr_lightning.models.loading import load_classifier
 from kr_lightning.privacy.memorisation import closest_pairs_figure, memorisation_summary
-from kr_lightning.privacy.references import build
 from kr_lightning.privacy.signals import AuditPool
+from kr_lightning.stages import build_stage
 
 
 @torch.no_grad()
@@ -22,33 +24,26 @@ def _features(model: Any, x: torch.Tensor) -> np.ndarray:  # noqa: ANN401 - a Cl
 
 
 def memorisation_report(
-    student_config: Path,
-    plan: tuple[int, list[int]],
-    selection: str | None,
+    student_recipe: Path,
+    dataset: Mapping[str, Any],
+    plan: SyntheticPlan,
     pool: AuditPool,
     teacher_ckpt: Path,
     folder: Path,
     cache: Path,
-    seed: int,
 ) -> dict[str, Any]:
     """Nearest-neighbour distances of synthetic set 0 (pixels and teacher features) and ``closest_pairs.png``.
 
-    ``plan`` is the deployed student's ``(data seed, class counts)``: set 0 is then the very set it trained on first.
+    ``plan`` is the deployed student's: set 0 is then the very set it trained on first.
     """
-    data_seed, counts = plan
-    overrides = [
-        f"--data.cache_dir={cache}",
-        f"--data.seed={data_seed}",
-        f"--data.counts={counts}",
-        "--data.teacher_ckpt=null",
-    ]  # only the images are needed
-    overrides += [f"--data.selection={selection}"] if selection else []
-    data = build(student_config, folder / "memorisation", seed, overrides).datamodule
+    images_only = plan.data_overrides() | {"cache_dir": str(cache), "teacher_ckpt": None}
+    overrides = {"data": {"init_args": images_only}, "trainer": {"default_root_dir": str(folder / "memorisation")}}
+    data = build_stage(student_recipe, dataset, seed=plan.seed, overrides=overrides, quiet=True).datamodule
     data.setup("fit")
     synthetic = data.images(0, 0, 1).cpu()
     train = to_tensor(pool.images[pool.origin == "train"])
     heldout = to_tensor(pool.images[pool.origin != "train"])
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(plan.seed)
     teacher = load_classifier(teacher_ckpt)
     closest_pairs_figure(folder / "closest_pairs.png", synthetic, train)
     return {

@@ -1,72 +1,69 @@
-"""Training the reference (shadow) runs of the privacy audit from the stages' own configs.
+"""Training the reference (shadow) runs of the privacy audit with the deployed stages' own recipes.
 
-A reference run repeats the training recipe of a deployed stage on a different training set (the images marked
-IN for it in the keep matrix). Configs are parsed by the same LightningCLI as ``fit``; only the training set,
-the run folder and the seed change. Reference runs train for the configured epochs and keep the final weights
-(no checkpoint selection: the val images are part of the audit pool).
+A reference run repeats the recipe of a deployed stage (built by :func:`kr_lightning.stages.build_stage` from the
+same recipe, dataset and plan objects) on a different training set: the images marked IN for it in the keep
+matrix. Reference runs train for the configured epochs and keep the final weights (no checkpoint selection: the
+val images are part of the audit pool).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
-from kr_lightning.cli import KRCLI
+from kr_lightning import artifacts
 from kr_lightning.data.arrays import Split, to_tensor
+from kr_lightning.distill.plan import SyntheticPlan
+from kr_lightning.errors import TrainingError
 from kr_lightning.models.classifier import ClassifierModule
-
-QUIET = [
-    "--trainer.logger=false",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--trainer.num_sanity_val_steps=0",
-    "--trainer.limit_val_batches=0",
-]
+from kr_lightning.models.loading import load_classifier
+from kr_lightning.privacy.signals import AuditPool, view_logits
+from kr_lightning.stages import KRCLI, build_stage, deep_merge
 
 
-def build(config: Path, run: Path, seed: int, overrides: list[str]) -> KRCLI:
-    """Instantiate model, data and trainer of a stage config without running it."""
-    args = ["--config", str(config), f"--seed_everything={seed}", f"--trainer.default_root_dir={run}", *QUIET]
-    return KRCLI(
-        L.LightningModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_callback=None,
-        auto_configure_optimizers=False,
-        run=False,
-        args=[*args, *overrides],
-    )
+def _build(recipe: Path, dataset: Mapping[str, Any], run: Path, seed: int, overrides: Mapping[str, Any]) -> KRCLI:
+    """A reference stage: the recipe on ``dataset`` in folder ``run``, quiet, without validation."""
+    layout = {"trainer": {"default_root_dir": str(run), "limit_val_batches": 0}}
+    return build_stage(recipe, dataset, seed=seed, overrides=deep_merge(layout, overrides), quiet=True)
 
 
-def _fit(cli: KRCLI) -> None:
+def _fit(stage: KRCLI) -> None:
     """Fit without checkpoint callbacks (reference runs keep their final weights only)."""
-    trainer = cli.trainer
+    trainer = stage.trainer
     trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, Checkpoint)]
-    trainer.fit(cli.model, datamodule=cli.datamodule)
+    trainer.fit(stage.model, datamodule=stage.datamodule)
 
 
-def train_classifier(config: Path, run: Path, seed: int, train: Split | None, overrides: list[str]) -> Path:
+def train_classifier(
+    recipe: Path,
+    dataset: Mapping[str, Any],
+    run: Path,
+    seed: int,
+    train: Split | None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Path:
     """Train a teacher (``train``: its real training set) or a student (``train=None``); save ``model.ckpt``."""
-    cli = build(config, run, seed, overrides)
+    stage = _build(recipe, dataset, run, seed, overrides or {})
     if train is not None:
-        cli.datamodule.set_train(train)
-    _fit(cli)
+        stage.datamodule.set_train(train)
+    _fit(stage)
     path = run / "model.ckpt"
-    cli.trainer.save_checkpoint(path, weights_only=True)
+    stage.trainer.save_checkpoint(path, weights_only=True)
     return path
 
 
-def train_generator(config: Path, run: Path, seed: int, train: Split, overrides: list[str]) -> Path:
+def train_generator(recipe: Path, dataset: Mapping[str, Any], run: Path, seed: int, train: Split) -> Path:
     """Train a generator on ``train`` and export it (EMA weights) to ``<run>/export``."""
-    cli = build(config, run, seed, overrides)
-    cli.datamodule.set_train(train)
-    _fit(cli)
-    return cli.model.frozen().export(run / "export")
+    stage = _build(recipe, dataset, run, seed, {})
+    stage.datamodule.set_train(train)
+    _fit(stage)
+    return stage.model.frozen().export(run / "export")
 
 
 @torch.no_grad()
@@ -79,6 +76,83 @@ def accuracy(model: ClassifierModule, split: Split) -> float:
     return float((predictions.numpy() == split.labels).mean())
 
 
-def class_counts(labels: torch.Tensor, num_classes: int) -> list[int]:
-    """Images per class of a synthetic set (to give reference students the deployed student's set size)."""
-    return np.bincount(labels.numpy(), minlength=num_classes).tolist()
+@dataclass(frozen=True)
+class ReferenceRecipe:
+    """How every reference run of one audit is trained: the deployed stages' recipes, dataset and student plan.
+
+    Attributes:
+        teacher: Teacher recipe.
+        dataset: The data module's dataset options (``ImageDataModule.dataset_kwargs()``).
+        student: Student recipe (``None``: the student is not audited).
+        generator: Generator recipe (mode ``b`` only).
+        plan: The deployed student's synthetic sets (reference students draw the same sizes, knobs and noise).
+        mode: ``a`` (generator fixed: reference students reuse the deployed generator and its cached sets) or
+            ``b`` (each reference trains its own generator).
+        cache: Mode ``a``: where the deployed student's synthetic sets are cached.
+        floor: Held-out accuracy floor of every reference model.
+        retries: Retraining attempts per reference model.
+        views: Query views (``shift``, ``hflip``) of :func:`kr_lightning.privacy.signals.view_logits`.
+    """
+
+    teacher: Path
+    dataset: Mapping[str, Any]
+    student: Path | None
+    generator: Path | None
+    plan: SyntheticPlan | None
+    mode: str
+    cache: Path
+    floor: float
+    retries: int
+    views: Mapping[str, Any]
+
+
+def train_until_accurate(train: Any, floor: float, retries: int, held_out: Split) -> tuple[Path, float, int]:  # noqa: ANN401
+    """Call ``train(attempt)`` until the model reaches ``floor`` accuracy on ``held_out``."""
+    for attempt in range(retries + 1):
+        ckpt = train(attempt)
+        acc = accuracy(load_classifier(ckpt), held_out)
+        if acc >= floor:
+            return ckpt, acc, attempt
+        print(f"mia: {ckpt} reached {acc:.3f} < min_accuracy {floor}; retraining (attempt {attempt + 1})")
+    raise TrainingError(
+        f"a reference model stayed below min_accuracy={floor} after {retries + 1} attempts ({ckpt}: {acc:.3f}); "
+        "lower min_accuracy or fix the training recipe"
+    )
+
+
+def run_reference(
+    i: int, unit: Path, keep_row: np.ndarray, pool: AuditPool, recipe: ReferenceRecipe, seed: int
+) -> None:
+    """Train reference run ``i`` on its IN images and save its logits on the pool (one unit of work)."""
+    train, held_out = pool.subset(keep_row), pool.subset(~keep_row)
+    base = seed * 1000 + i
+    result: dict[str, Any] = {"keep": keep_row}
+    generator = None
+    if recipe.mode == "b":
+        assert recipe.generator is not None, "mode b needs the generator recipe"
+        generator = train_generator(recipe.generator, recipe.dataset, unit / "generator", base, train)
+    teacher, result["teacher_acc"], result["teacher_attempts"] = train_until_accurate(
+        lambda a: train_classifier(recipe.teacher, recipe.dataset, unit / "teacher", base + 100_000 * a, train),
+        recipe.floor,
+        recipe.retries,
+        held_out,
+    )
+    result["teacher"] = view_logits(load_classifier(teacher), pool.images, **recipe.views)
+    if recipe.student is not None and recipe.plan is not None:
+        data = recipe.plan.data_overrides() | {"teacher_ckpt": str(teacher)}
+        data |= {"cache_dir": str(recipe.cache)} if recipe.mode == "a" else {"generator": str(generator)}
+        student = recipe.student
+        student_ckpt, result["student_acc"], result["student_attempts"] = train_until_accurate(
+            lambda a: train_classifier(
+                student, recipe.dataset, unit / "student", base + 100_000 * a, None, {"data": {"init_args": data}}
+            ),
+            recipe.floor,
+            recipe.retries,
+            held_out,
+        )
+        result["student"] = view_logits(load_classifier(student_ckpt), pool.images, **recipe.views)
+    result["seed"] = np.array(base)
+    artifacts.write_npz(unit / "logits.npz", **{k: np.asarray(v) for k, v in result.items()})
+    print(
+        f"mia: reference {i}: teacher acc {result['teacher_acc']:.3f}, student acc {result.get('student_acc', 0):.3f}"
+    )

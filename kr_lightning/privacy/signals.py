@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kr_lightning.data.arrays import SPLITS, Split, to_tensor
-from kr_lightning.data.base import ImageDataModule
+from kr_lightning.data.datamodule import ImageDataModule
 
 
 @dataclass(frozen=True)
