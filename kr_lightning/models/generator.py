@@ -12,7 +12,7 @@ from diffusers import DDPMScheduler
 
 from kr_lightning.errors import ConfigError, DivergedError
 from kr_lightning.models.fit_checks import check_checkpoint_fits
-from kr_lightning.models.frozen_generator import FrozenGenerator
+from kr_lightning.models.generator_pipeline import ClassConditionalPipeline
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.models.unet import build_unet
 from kr_lightning.seeding import make_rng
@@ -155,14 +155,13 @@ class DiffusionGenerator(L.LightningModule):
         rng = make_rng(self.seed, -1, batch_idx, device=x.device)
         self.log("val/loss", self.diffusion_loss(x, y, rng), batch_size=len(y), sync_dist=True)
 
-    def frozen(self) -> FrozenGenerator:
-        """The current weights (the EMA weights during validation and after fit) as a sampler."""
+    def frozen(self) -> ClassConditionalPipeline:
+        """The current weights (the EMA weights during validation and after fit) as a diffusers pipeline."""
         hp = self.hparams
-        return FrozenGenerator(
+        return ClassConditionalPipeline(
             unet=self.unet,
-            scheduler_config=dict(self.noise_scheduler.config),
+            scheduler=self.noise_scheduler,
             num_classes=hp.num_classes,
-            in_channels=hp.in_channels,
             image_size=hp.image_size,
             sample_steps=hp.sample_steps,
             sample_guidance=hp.sample_guidance,
