@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import lightning as L
@@ -13,6 +12,7 @@ from diffusers import DDPMScheduler
 from kr_lightning.errors import ConfigError, DivergedError
 from kr_lightning.models.fit_checks import check_checkpoint_fits
 from kr_lightning.models.generator_pipeline import ClassConditionalPipeline
+from kr_lightning.models.lr_schedule import per_step, warmup_schedule
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.models.unet import build_unet
 from kr_lightning.seeding import make_rng
@@ -177,12 +177,4 @@ class DiffusionGenerator(L.LightningModule):
         hp = self.hparams
         optimizer = torch.optim.AdamW(self.unet.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-
-        def factor(step: int) -> float:
-            if step < hp.warmup_steps:
-                return (step + 1) / hp.warmup_steps
-            progress = min(1.0, (step - hp.warmup_steps) / max(1, total - hp.warmup_steps))
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return per_step(optimizer, warmup_schedule(optimizer, warmup_steps=hp.warmup_steps, total_steps=total))
