@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import dataclasses
 import json
 import statistics
 import time
 
 import torch
 
-from kr_lightning.models import FrozenGenerator
-from kr_lightning.models.frozen_generator import bf16_unsupported
+from kr_lightning.models import ClassConditionalPipeline
+from kr_lightning.models.loading import load_generator
+from kr_lightning.models.speedups import bf16_unsupported
 from kr_lightning.seeding import make_rng
 from kr_lightning.synthetic_dataset import resolve_device
 
@@ -49,11 +49,12 @@ def variants(n: int, threads: int, tuned: int, bf16: bool, cpu: bool) -> dict[st
     return out
 
 
-def prepare(frozen: FrozenGenerator, labels: torch.Tensor, knobs: dict, args: argparse.Namespace):
+def prepare(frozen: ClassConditionalPipeline, labels: torch.Tensor, knobs: dict, args: argparse.Namespace):
     """A warmed-up ``draw()`` (every batch shape compiled once) of all ``labels`` with ``knobs``, and the warm-up s."""
-    variant = dataclasses.replace(frozen, unet=copy.deepcopy(frozen.unet))
+    variant = copy.deepcopy(frozen)
     variant.optimize(channels_last=knobs["channels_last"], compile=knobs["compile"], bf16=knobs["bf16"])
-    common = dict(steps=args.steps, guidance=args.guidance, sampler=args.sampler, batch_size=knobs["batch_size"])
+    common = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler)
+    common |= dict(batch_size=knobs["batch_size"])
     mode = torch.inference_mode if knobs["inference_mode"] else contextlib.nullcontext
 
     def draw(chosen: torch.Tensor = labels, seed: int = 0) -> torch.Tensor:
@@ -61,7 +62,7 @@ def prepare(frozen: FrozenGenerator, labels: torch.Tensor, knobs: dict, args: ar
         torch.set_num_threads(knobs["threads"])
         try:
             with mode():
-                return variant.sample(chosen, make_rng(seed), **common).clone()
+                return variant(chosen, generator=make_rng(seed), **common).images.clone()
         finally:
             torch.set_num_threads(previous)
 
@@ -85,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    frozen = FrozenGenerator.load(args.generator, device=device)
+    frozen = load_generator(args.generator, device=device)
     labels = torch.arange(args.n) % frozen.num_classes
     bf16 = bf16_unsupported(device) is None
     draws, rows = {}, {}

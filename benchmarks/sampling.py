@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import statistics
 import time
@@ -21,9 +20,10 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from kr_lightning.models import DiffusionGenerator, FrozenGenerator
-from kr_lightning.models.frozen_generator import bf16_unsupported
+from kr_lightning.models import DiffusionGenerator
+from kr_lightning.models.loading import load_generator
 from kr_lightning.models.sampling import make_scheduler, sample
+from kr_lightning.models.speedups import bf16_unsupported
 from kr_lightning.seeding import make_rng
 from kr_lightning.synthetic_dataset import resolve_device
 
@@ -94,7 +94,7 @@ def unet_gflops(unet, batch, repeats=5, timed=None):
 
 def gflops_by_rows(frozen, rows, peak):
     """One JSON line per forward batch size: achieved GFLOP/s eager and channels-last compiled, vs the matmul."""
-    fast = dataclasses.replace(frozen, unet=copy.deepcopy(frozen.unet))
+    fast = copy.deepcopy(frozen)
     fast.optimize(channels_last=True, compile=True)
     for batch in rows:
         _, eager = unet_gflops(frozen.unet, batch)
@@ -147,12 +147,12 @@ def main() -> None:
 
     device = resolve_device(args.device)
     if args.generator:
-        frozen = FrozenGenerator.load(args.generator, device=device)
+        frozen = load_generator(args.generator, device=device)
     else:
         torch.manual_seed(0)
         frozen = DiffusionGenerator(num_classes=2, in_channels=1, image_size=28).frozen().to(device)
         frozen.unet.eval().requires_grad_(False)
-    k, config = frozen.num_classes, frozen.scheduler_config
+    k, config = frozen.num_classes, frozen.scheduler.config
     labels = torch.arange(args.n) % k
     common = dict(steps=args.steps, guidance=args.guidance, null_label=k, sampler=args.sampler)
     batch = args.batch or args.n
@@ -170,12 +170,14 @@ def main() -> None:
         variants[f"{last}+bf16"] = variants[last] | {"bf16": True}
     results, samplers = {}, {}
     for name, knobs in variants.items():
-        variant = dataclasses.replace(frozen, unet=copy.deepcopy(frozen.unet))
+        variant = copy.deepcopy(frozen)
         warm = time.perf_counter()
         variant.optimize(**{k: v for k, v in knobs.items() if k != "bf16"})
         if knobs.get("bf16"):
             variant.autocast = torch.bfloat16  # set directly: optimize() refuses it without native bf16 units
-        variant.sample(labels[:2], make_rng(1), steps=1, guidance=args.guidance, sampler=args.sampler)
+        variant(
+            labels[:2], generator=make_rng(1), num_inference_steps=1, guidance_scale=args.guidance, sampler=args.sampler
+        )
         warmup = time.perf_counter() - warm
         samplers[name] = lambda v=variant: sample(
             v.unet, config, labels, rng=make_rng(0), batch_size=batch, autocast=v.autocast, **common

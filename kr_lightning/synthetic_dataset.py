@@ -12,8 +12,9 @@ from kr_lightning import artifacts
 from kr_lightning.data.arrays import to_uint8
 from kr_lightning.errors import ConfigError, RunExistsError
 from kr_lightning.grids import class_rows, save_grid
-from kr_lightning.models.frozen_generator import FrozenGenerator, GenPrecision, wants_bf16
+from kr_lightning.models.loading import load_generator
 from kr_lightning.models.sampling import SamplerKind
+from kr_lightning.models.speedups import GenPrecision, wants_bf16
 from kr_lightning.seeding import make_rng
 
 
@@ -77,19 +78,19 @@ def sample(
     if out_path.exists() and not overwrite:
         raise RunExistsError(f"{out_path} exists; pass --overwrite=true to replace it")
     dev = resolve_device(device)
-    frozen = FrozenGenerator.load(generator, device=dev).optimize(bf16=wants_bf16(precision))
+    frozen = load_generator(generator, device=dev).optimize(bf16=wants_bf16(precision))
     per = class_counts(frozen.num_classes, per_class, counts)
     labels = torch.repeat_interleave(torch.arange(frozen.num_classes), torch.tensor(per))
     start = time.perf_counter()
-    images = frozen.sample(
+    images = frozen(
         labels,
-        make_rng(seed, device=dev),
-        steps=steps,
-        guidance=guidance,
+        generator=make_rng(seed, device=dev),
+        num_inference_steps=steps,
+        guidance_scale=guidance,
         sampler=sampler,
         batch_size=batch_size,
         progress=True,
-    )
+    ).images
     seconds = time.perf_counter() - start
     artifacts.write_npz(
         out_path, train_images=to_uint8(images), train_labels=labels.numpy().astype(np.uint8).reshape(-1, 1)

@@ -7,7 +7,8 @@ import torch
 
 from conftest import CONFIGS, cli_error
 from kr_lightning.cli import main
-from kr_lightning.models import DiffusionGenerator, FrozenGenerator
+from kr_lightning.models import ClassConditionalPipeline, DiffusionGenerator
+from kr_lightning.models.loading import load_generator
 from kr_lightning.seeding import make_rng
 
 
@@ -51,8 +52,10 @@ def test_fit_keeps_every_checkpoint_grids_and_export(tiny_generator_run):
     names = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
     assert names == ["gen-epoch000.ckpt", "gen-epoch001.ckpt", "last.ckpt"]
     assert (run / "samples" / "epoch000.png").is_file() and (run / "samples" / "final.png").is_file()
-    meta = json.loads((run / "export" / "kr_generator.json").read_text())
-    assert meta["num_classes"] == 10 and meta["image_size"] == 8
+    index = json.loads((run / "export" / "model_index.json").read_text())  # diffusers' pipeline layout
+    assert index["_class_name"] == "ClassConditionalPipeline"
+    assert index["unet"] == ["diffusers", "UNet2DModel"] and index["scheduler"] == ["diffusers", "DDPMScheduler"]
+    assert index["num_classes"] == 10 and index["image_size"] == 8 and index["sample_steps"] == 2
     assert (run / "export" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert (run / "export" / "scheduler" / "scheduler_config.json").is_file()
 
@@ -61,7 +64,7 @@ def test_checkpoints_carry_the_ema_weights_the_export_holds(tiny_generator_run):
     ckpt = torch.load(tiny_generator_run / "checkpoints" / "last.ckpt", weights_only=True)
     ema = {k[len("unet.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("unet.")}
     raw = {k[len("unet.") :]: v for k, v in ckpt["current_model_state"].items() if k.startswith("unet.")}
-    exported = FrozenGenerator.load(tiny_generator_run / "export").unet.state_dict()
+    exported = load_generator(tiny_generator_run / "export").unet.state_dict()
     key = "conv_in.weight"
     assert not torch.equal(ema[key], raw[key])
     for name, value in exported.items():
@@ -70,8 +73,8 @@ def test_checkpoints_carry_the_ema_weights_the_export_holds(tiny_generator_run):
 
 def test_checkpoint_and_export_sample_identically(tiny_generator_run):
     labels = torch.arange(10)
-    a = FrozenGenerator.load(tiny_generator_run / "checkpoints" / "last.ckpt").sample(labels, make_rng(1))
-    b = FrozenGenerator.load(tiny_generator_run / "export").sample(labels, make_rng(1))
+    a = load_generator(tiny_generator_run / "checkpoints" / "last.ckpt")(labels, generator=make_rng(1)).images
+    b = load_generator(tiny_generator_run / "export")(labels, generator=make_rng(1)).images
     assert a.shape == (10, 1, 8, 8)
     torch.testing.assert_close(a, b)
 
@@ -96,11 +99,11 @@ def test_loading_a_teacher_checkpoint_as_generator_is_refused(tmp_path, tiny_roo
         ]
     )
     with pytest.raises(ValueError, match="not a DiffusionGenerator checkpoint.*Teacher"):
-        FrozenGenerator.load(run / "checkpoints" / "last.ckpt")
+        load_generator(run / "checkpoints" / "last.ckpt")
     with pytest.raises(ValueError, match="not a kr_lightning generator export"):
-        FrozenGenerator.load(tmp_path)
+        load_generator(tmp_path)
     with pytest.raises(FileNotFoundError, match="generator not found"):
-        FrozenGenerator.load(tmp_path / "missing.ckpt")
+        load_generator(tmp_path / "missing.ckpt")
 
 
 def test_sample_command_writes_a_file_medmnist_reads(tiny_generator_run, tmp_path, capsys):
@@ -129,7 +132,7 @@ def test_sample_command_writes_a_file_medmnist_reads(tiny_generator_run, tmp_pat
     assert "--overwrite=true" in cli_error(capsys, args)
 
 
-def tiny_frozen() -> FrozenGenerator:
+def tiny_frozen() -> ClassConditionalPipeline:
     """A small random generator, the same weights on every call."""
     torch.manual_seed(0)
     model = DiffusionGenerator(
@@ -139,7 +142,7 @@ def tiny_frozen() -> FrozenGenerator:
 
 
 def test_sample_command_in_bf16_writes_close_images(tiny_generator_run, tmp_path, monkeypatch):
-    monkeypatch.setattr("kr_lightning.models.frozen_generator.bf16_unsupported", lambda device: None)
+    monkeypatch.setattr("kr_lightning.models.speedups.bf16_unsupported", lambda device: None)
     common = [f"--generator={tiny_generator_run / 'export'}", "--per_class=2", "--steps=3", "--device=cpu"]
     main(["sample", *common, f"--out={tmp_path / 'exact.npz'}"])
     main(["sample", *common, f"--out={tmp_path / 'bf16.npz'}", "--precision=bf16-mixed"])
@@ -163,36 +166,41 @@ def test_sample_command_in_bf16_writes_close_images(tiny_generator_run, tmp_path
 )
 def test_native_bf16_means_bf16_units_not_just_avx512(capabilities, native):
     # oneDNN's check says yes on every AVX-512 CPU, where bf16 is emulated and slower than float32
-    from kr_lightning.models.frozen_generator import cpu_has_native_bf16
+    from kr_lightning.models.speedups import cpu_has_native_bf16
 
     assert cpu_has_native_bf16(capabilities) is native
 
 
-def test_bf16_sampling_needs_native_units_and_otherwise_warns_and_stays_float32(monkeypatch):
-    from kr_lightning.models import frozen_generator
+def dpm(pipe, labels):
+    """Three DPM-Solver++ steps from seed 0."""
+    return pipe(labels, generator=make_rng(0), num_inference_steps=3, sampler="dpmsolver++").images
 
-    here = frozen_generator.bf16_unsupported(torch.device("cpu"))
+
+def test_bf16_sampling_needs_native_units_and_otherwise_warns_and_stays_float32(monkeypatch):
+    from kr_lightning.models import speedups
+
+    here = speedups.bf16_unsupported(torch.device("cpu"))
     assert here is None or "bf16" in here
-    monkeypatch.setattr(frozen_generator, "bf16_unsupported", lambda device: None)
+    monkeypatch.setattr(speedups, "bf16_unsupported", lambda device: None)
     fast = tiny_frozen().optimize(bf16=True)
     assert fast.autocast == torch.bfloat16
     labels = torch.tensor([0, 1, 1, 0])
-    exact = tiny_frozen().sample(labels, make_rng(0), steps=3, sampler="dpmsolver++")
-    images = fast.sample(labels, make_rng(0), steps=3, sampler="dpmsolver++")
+    exact = dpm(tiny_frozen(), labels)
+    images = dpm(fast, labels)
     assert images.dtype == torch.float32 and not torch.equal(images, exact)
 
-    monkeypatch.setattr(frozen_generator, "bf16_unsupported", lambda device: "this CPU has no AVX512-BF16")
+    monkeypatch.setattr(speedups, "bf16_unsupported", lambda device: "this CPU has no AVX512-BF16")
     frozen = tiny_frozen()
     with pytest.warns(UserWarning, match="stays float32"):
         frozen.optimize(bf16=True)
     assert frozen.autocast is None
-    assert torch.equal(frozen.sample(labels, make_rng(0), steps=3, sampler="dpmsolver++"), exact)
+    assert torch.equal(dpm(frozen, labels), exact)
 
 
 def test_compile_needs_a_backend_and_otherwise_warns_and_stays_eager(monkeypatch):
     import torch._inductor.cpp_builder as cpp_builder
 
-    from kr_lightning.models.frozen_generator import compile_backend_missing
+    from kr_lightning.models.speedups import compile_backend_missing
 
     compiled = isinstance(tiny_frozen().optimize(compile=True).unet, torch._dynamo.eval_frame.OptimizedModule)
     assert compiled == (compile_backend_missing(torch.device("cpu")) is None)

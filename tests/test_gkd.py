@@ -247,7 +247,7 @@ def test_bf16_sets_get_their_own_cache_key_and_float32_keys_do_not_change(tmp_pa
     from kr_lightning.distill import cache
     from kr_lightning.errors import ConfigError
 
-    monkeypatch.setattr("kr_lightning.models.frozen_generator.bf16_unsupported", lambda device: None)
+    monkeypatch.setattr("kr_lightning.models.speedups.bf16_unsupported", lambda device: None)
     exact = gkd(tiny_generator_run, cache_dir=str(tmp_path / "cache"))
     assert exact.image_knobs() == exact.knobs  # the key float32 caches were written under before the option
     fast = gkd(tiny_generator_run, cache_dir=str(tmp_path / "cache"), gen_precision="bf16-mixed")

@@ -78,7 +78,7 @@ def test_teacher_resumes_after_sigkill(tmp_path, tiny_root):
 
 def test_generator_resumes_after_sigkill(tmp_path):
     full, cut = kill_and_resume_fit(tmp_path, CONFIGS / "tiny_generator.yaml", 12, "--trainer.max_epochs=4")
-    assert (cut / "export" / "kr_generator.json").is_file()
+    assert (cut / "export" / "model_index.json").is_file()
 
 
 def test_student_resumes_after_sigkill(tmp_path, tiny_generator_run, tiny_digits_teacher):

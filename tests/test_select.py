@@ -65,7 +65,7 @@ def test_select_resumes_from_finished_candidates(tmp_path, tiny_generator_run, c
 
 
 def test_bf16_selection_scores_its_own_candidates(tmp_path, tiny_generator_run, capsys, monkeypatch):
-    monkeypatch.setattr("kr_lightning.models.frozen_generator.bf16_unsupported", lambda device: None)
+    monkeypatch.setattr("kr_lightning.models.speedups.bf16_unsupported", lambda device: None)
     out = tmp_path / "select"
     run_select(tiny_generator_run, out)
     exact = set((out / "candidates").glob("*.json"))

@@ -70,10 +70,12 @@ class SampleGrid(Callback):
     @rank_zero_only
     def write(self, trainer: L.Trainer, pl_module: L.LightningModule, tag: str) -> Path:
         """Sample, save ``samples/{tag}.png`` and send it to W&B when that logger is on."""
-        generator = pl_module.frozen()
-        labels = torch.arange(generator.num_classes).repeat_interleave(self.per_class)
-        rng = make_rng(self.seed, device=generator.device)
-        images = generator.sample(labels, rng, steps=self.steps, guidance=self.guidance, sampler=self.sampler)
+        pipe = pl_module.frozen()
+        labels = torch.arange(pipe.num_classes).repeat_interleave(self.per_class)
+        rng = make_rng(self.seed, device=pipe.device)
+        images = pipe(
+            labels, generator=rng, num_inference_steps=self.steps, guidance_scale=self.guidance, sampler=self.sampler
+        ).images
         path = save_grid(run_dir(trainer) / "samples" / f"{tag}.png", images, self.per_class)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

@@ -29,9 +29,10 @@ from kr_lightning.distill.synthesis import (
 from kr_lightning.errors import ConfigError
 from kr_lightning.models.classifier import ClassifierModule
 from kr_lightning.models.fit_checks import check_fits_data
-from kr_lightning.models.frozen_generator import FrozenGenerator, GenPrecision, wants_bf16
-from kr_lightning.models.loading import load_classifier
+from kr_lightning.models.generator_pipeline import ClassConditionalPipeline
+from kr_lightning.models.loading import load_classifier, load_generator
 from kr_lightning.models.sampling import SamplerKind
+from kr_lightning.models.speedups import GenPrecision, wants_bf16
 from kr_lightning.runs import read_json
 from kr_lightning.seeding import derive_seed, make_rng
 
@@ -134,7 +135,7 @@ class GKDDataModule(ImageDataModule):
         self.gen_batch_size = gen_batch_size
         self.speedups = {"channels_last": channels_last, "compile": compile_unet, "bf16": wants_bf16(gen_precision)}
         self.cache_dir = cache_dir
-        self.generator: FrozenGenerator | None = None
+        self.generator: ClassConditionalPipeline | None = None
         self.teacher: ClassifierModule | None = None
         self._cache: tuple[int, DeferredDataset] | None = None
 
@@ -171,7 +172,7 @@ class GKDDataModule(ImageDataModule):
             return
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         chosen = self.resolved_sampling()
-        self.generator = FrozenGenerator.load(chosen["generator"], device=device).optimize(**self.speedups)
+        self.generator = load_generator(chosen["generator"], device=device).optimize(**self.speedups)
         g = self.generator
         check_fits_data("generator", g.source, g.num_classes, g.in_channels, g.image_size, self.info)
         for key in ("steps", "guidance", "sampler"):

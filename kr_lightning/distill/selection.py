@@ -25,9 +25,9 @@ from kr_lightning import artifacts
 from kr_lightning.data.datamodule import ImageDataModule
 from kr_lightning.distill.datamodule import GKDDataModule
 from kr_lightning.errors import ConfigError, MissingInputError
-from kr_lightning.models.frozen_generator import GenPrecision
 from kr_lightning.models.networks import SmallCNN
 from kr_lightning.models.sampling import SamplerKind
+from kr_lightning.models.speedups import GenPrecision
 from kr_lightning.models.student import Student
 
 

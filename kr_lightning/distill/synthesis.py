@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from kr_lightning.errors import ConfigError
-from kr_lightning.models.frozen_generator import FrozenGenerator
+from kr_lightning.models.generator_pipeline import ClassConditionalPipeline
 from kr_lightning.models.sampling import SamplerKind
 
 
@@ -51,7 +51,7 @@ def teacher_logits(teacher: nn.Module, x: torch.Tensor, batch_size: int = 1024) 
 
 
 def synthesize(
-    generator: FrozenGenerator,
+    generator: ClassConditionalPipeline,
     labels: torch.Tensor,
     rng: torch.Generator,
     *,
@@ -61,10 +61,16 @@ def synthesize(
     batch_size: int = 256,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Images ``(N, C, H, W)`` in ``[-1, 1]`` of the classes ``labels`` (a thin, named wrapper of ``sample``)."""
-    return generator.sample(
-        labels, rng, steps=steps, guidance=guidance, sampler=sampler, batch_size=batch_size, progress=progress
-    )
+    """Images ``(N, C, H, W)`` in ``[-1, 1]`` of the classes ``labels`` (a thin, named wrapper of the pipeline)."""
+    return generator(
+        labels,
+        generator=rng,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        sampler=sampler,
+        batch_size=batch_size,
+        progress=progress,
+    ).images
 
 
 def label_stats(logits: torch.Tensor, classes: torch.Tensor) -> dict[str, float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, Literal
@@ -16,6 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC
 
 from kr_lightning.errors import DivergedError
 from kr_lightning.models.fit_checks import check_checkpoint_fits
+from kr_lightning.models.lr_schedule import per_step, warmup_schedule
 from kr_lightning.models.networks import SmallCNN
 
 
@@ -116,13 +116,5 @@ class ClassifierModule(L.LightningModule):
         optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(hp.warmup_fraction * total)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            if hp.schedule == "constant":
-                return 1.0
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        scheduler = warmup_schedule(optimizer, warmup_steps=warmup, total_steps=total, after=hp.schedule)
+        return per_step(optimizer, scheduler)

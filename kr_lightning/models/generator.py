@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import lightning as L
@@ -12,7 +11,8 @@ from diffusers import DDPMScheduler
 
 from kr_lightning.errors import ConfigError, DivergedError
 from kr_lightning.models.fit_checks import check_checkpoint_fits
-from kr_lightning.models.frozen_generator import FrozenGenerator
+from kr_lightning.models.generator_pipeline import ClassConditionalPipeline
+from kr_lightning.models.lr_schedule import per_step, warmup_schedule
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.models.unet import build_unet
 from kr_lightning.seeding import make_rng
@@ -155,14 +155,13 @@ class DiffusionGenerator(L.LightningModule):
         rng = make_rng(self.seed, -1, batch_idx, device=x.device)
         self.log("val/loss", self.diffusion_loss(x, y, rng), batch_size=len(y), sync_dist=True)
 
-    def frozen(self) -> FrozenGenerator:
-        """The current weights (the EMA weights during validation and after fit) as a sampler."""
+    def frozen(self) -> ClassConditionalPipeline:
+        """The current weights (the EMA weights during validation and after fit) as a diffusers pipeline."""
         hp = self.hparams
-        return FrozenGenerator(
+        return ClassConditionalPipeline(
             unet=self.unet,
-            scheduler_config=dict(self.noise_scheduler.config),
+            scheduler=self.noise_scheduler,
             num_classes=hp.num_classes,
-            in_channels=hp.in_channels,
             image_size=hp.image_size,
             sample_steps=hp.sample_steps,
             sample_guidance=hp.sample_guidance,
@@ -178,12 +177,4 @@ class DiffusionGenerator(L.LightningModule):
         hp = self.hparams
         optimizer = torch.optim.AdamW(self.unet.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-
-        def factor(step: int) -> float:
-            if step < hp.warmup_steps:
-                return (step + 1) / hp.warmup_steps
-            progress = min(1.0, (step - hp.warmup_steps) / max(1, total - hp.warmup_steps))
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return per_step(optimizer, warmup_schedule(optimizer, warmup_steps=hp.warmup_steps, total_steps=total))

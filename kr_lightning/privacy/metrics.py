@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import sklearn.metrics
 from numpy.typing import ArrayLike
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
@@ -40,8 +41,18 @@ def _check(scores: ArrayLike, is_member: ArrayLike) -> tuple[np.ndarray, np.ndar
     return scores, is_member
 
 
+def _finite(scores: np.ndarray) -> np.ndarray:
+    """``scores`` with the same order and ties but finite: dense ranks when there are infinities.
+
+    scikit-learn refuses infinite scores; every ROC quantity depends only on the order of the scores.
+    """
+    if np.isfinite(scores).all():
+        return scores
+    return np.unique(scores, return_inverse=True)[1].astype(np.float64)
+
+
 def roc_curve(scores: ArrayLike, is_member: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Exact ROC curve, one point per distinct score (``sklearn.metrics.roc_curve(drop_intermediate=False)``).
+    """Exact ROC curve, one point per distinct score: ``sklearn.metrics.roc_curve(drop_intermediate=False)``.
 
     Tied scores are never split: a threshold admits all examples with equal scores at once.
 
@@ -54,18 +65,12 @@ def roc_curve(scores: ArrayLike, is_member: ArrayLike) -> tuple[np.ndarray, np.n
         number of distinct scores.
     """
     scores, is_member = _check(scores, is_member)
-    order = np.argsort(-scores, kind="stable")
-    ranked, truth = scores[order], is_member[order]
-    last_of_tie = np.r_[np.flatnonzero(ranked[1:] != ranked[:-1]), ranked.size - 1]
-    tps = np.cumsum(truth)[last_of_tie]
-    fps = (last_of_tie + 1) - tps
-    tpr = np.r_[0.0, tps / tps[-1]]
-    fpr = np.r_[0.0, fps / fps[-1]]
+    fpr, tpr, _ = sklearn.metrics.roc_curve(is_member, _finite(scores), drop_intermediate=False)
     return fpr, tpr
 
 
 def _auc_from_roc(fpr: np.ndarray, tpr: np.ndarray) -> float:
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+    return float(sklearn.metrics.auc(fpr, tpr))
 
 
 def _balanced_accuracy_from_roc(fpr: np.ndarray, tpr: np.ndarray) -> float:
@@ -77,8 +82,9 @@ def _tpr_at_fpr_from_roc(fpr: np.ndarray, tpr: np.ndarray, target: float) -> flo
 
 
 def auc(scores: ArrayLike, is_member: ArrayLike) -> float:
-    """Area under the exact ROC curve (trapezoidal, so a tie between a member and a non-member counts 1/2)."""
-    return _auc_from_roc(*roc_curve(scores, is_member))
+    """Area under the exact ROC curve (``sklearn.metrics.roc_auc_score``; a member / non-member tie counts 1/2)."""
+    scores, is_member = _check(scores, is_member)
+    return float(sklearn.metrics.roc_auc_score(is_member, _finite(scores)))
 
 
 def balanced_accuracy(scores: ArrayLike, is_member: ArrayLike) -> float:
