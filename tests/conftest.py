@@ -105,3 +105,24 @@ def cli_error(capsys: pytest.CaptureFixture, args: list[str]) -> str:
     err = capsys.readouterr().err
     assert err.count("kr_lightning: error:") == 1, f"expected one error message, got: {err[-2000:]}"
     return err[err.index("kr_lightning: error:") :]
+
+
+def tiny_unet(num_classes: int, image_size: int) -> torch.nn.Module:
+    """A seeded two-level UNet whose output depends visibly on the class (random class embeddings)."""
+    from kr_lightning.models.unet import build_unet
+
+    torch.manual_seed(0)
+    net = build_unet(
+        num_classes=num_classes,
+        in_channels=1,
+        image_size=image_size,
+        block_out_channels=[8, 16],
+        layers_per_block=1,
+        attention_levels=[False, False],
+        norm_num_groups=4,
+        attention_head_dim=4,
+        dropout=0.0,
+    )
+    with torch.no_grad():  # give the untrained network a non-trivial response to the class label
+        net.class_embedding.weight.normal_(0, 1.0)
+    return net

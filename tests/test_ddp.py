@@ -74,7 +74,7 @@ def test_ddp_generator(tmp_path):
     assert (record["epochs"], record["global_step"]) == (2, 6)  # 3 batches per epoch on each rank
     assert files(run / "checkpoints") == ["gen-epoch000.ckpt", "gen-epoch001.ckpt", "last.ckpt"]
     assert files(run / "samples") == ["epoch000.png", "epoch001.png", "final.png"]
-    assert (run / "export" / "kr_generator.json").is_file()
+    assert (run / "export" / "model_index.json").is_file()
     rows = (run / "metrics.csv").read_text().splitlines()[1:]
     assert len(rows) == len(set(rows)), "metrics logged by both ranks"
 
@@ -108,7 +108,7 @@ def test_overwrite_is_done_by_rank_0_and_stops_every_rank_resuming(tmp_path, mon
     """Launchers that start every rank at once (torchrun, SLURM): rank 1 may look before rank 0 has deleted."""
     from lightning.pytorch.utilities import rank_zero_only
 
-    from kr_lightning.cli import _guard_finished_run
+    from kr_lightning.stages import _guard_finished_run
 
     (tmp_path / "run.json").write_text(json.dumps({"finished": "2020-01-01T00:00:00+00:00"}))
     monkeypatch.setattr(rank_zero_only, "rank", 1)

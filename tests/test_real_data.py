@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import REPO, real_data_root
 from kr_lightning.data import ImageDataModule
@@ -44,8 +45,10 @@ def test_gpu_profile_pipeline_end_to_end_with_the_smoke_overlay(tmp_path):
     for stage in ("generator", "teacher", "student", "student_hard_static"):
         record = json.loads((seed / stage / "run.json").read_text())
         assert "finished" in record and record["dataset"] == "breastmnist", stage
-    config = (seed / "teacher" / "config.yaml").read_text()
-    assert "ResNet18" in config and "bf16-mixed" in config  # the GPU recipe itself, not a CPU stand-in
+    generator = yaml.safe_load((seed / "generator" / "config.yaml").read_text())
+    assert generator["trainer"]["precision"] == "bf16-mixed"  # the GPU recipes, shrunk only where the overlay says
+    assert generator["model"]["init_args"]["lr"] == 2.0e-4 and generator["data"]["init_args"]["batch_size"] == 32
+    assert (seed / "generator" / "export" / "model_index.json").is_file()
     assert json.loads((seed / "select" / "selection.json").read_text())["dataset"] == "breastmnist"
     mia = json.loads((seed / "mia" / "mia.json").read_text())
     assert {"teacher", "student"} <= set(mia["models"])

@@ -5,30 +5,17 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
+from conftest import tiny_unet
 from kr_lightning.errors import CheckpointError, ConfigError
 from kr_lightning.models import ClassConditionalPipeline
 from kr_lightning.models.loading import load_generator
 from kr_lightning.models.sampling import sample
-from kr_lightning.models.unet import build_unet
 from kr_lightning.seeding import make_rng
 
 
 @pytest.fixture
 def pipe():
-    torch.manual_seed(0)
-    unet = build_unet(
-        num_classes=3,
-        in_channels=1,
-        image_size=6,  # the UNet works on 8x8; images are cropped back to 6x6
-        block_out_channels=[8, 16],
-        layers_per_block=1,
-        attention_levels=[False, False],
-        norm_num_groups=4,
-        attention_head_dim=4,
-        dropout=0.0,
-    )
-    with torch.no_grad():
-        unet.class_embedding.weight.normal_(0, 1.0)  # a non-trivial response to the class
+    unet = tiny_unet(num_classes=3, image_size=6)  # the UNet works on 8x8; images are cropped back to 6x6
     scheduler = DDPMScheduler(beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing")
     return ClassConditionalPipeline(unet=unet, scheduler=scheduler, image_size=6, sample_steps=3, sampler="ddim")
 

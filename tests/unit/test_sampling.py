@@ -2,6 +2,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
+from conftest import tiny_unet
 from kr_lightning.models.sampling import guided_prediction, sample
 from kr_lightning.models.unet import build_unet, padded_size
 from kr_lightning.seeding import make_rng
@@ -11,21 +12,7 @@ K = 3
 
 @pytest.fixture(scope="module")
 def unet():
-    torch.manual_seed(0)
-    net = build_unet(
-        num_classes=K,
-        in_channels=1,
-        image_size=8,
-        block_out_channels=[8, 16],
-        layers_per_block=1,
-        attention_levels=[False, False],
-        norm_num_groups=4,
-        attention_head_dim=4,
-        dropout=0.0,
-    )
-    # give the untrained network a non-trivial response to the class label
-    with torch.no_grad():
-        net.class_embedding.weight.normal_(0, 1.0)
+    net = tiny_unet(num_classes=K, image_size=8)
     return net.eval()
 
 
