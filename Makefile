@@ -32,7 +32,7 @@ format: install  ## ruff format + autofix
 quickstart: install  ## the whole KR pipeline on the embedded digits dataset (CPU, no network), prints the table
 	$(PY) -m kr_lightning pipeline --datasets='[digits]' --profile=quick --name=quickstart
 
-reproduce-medmnist: install  ## all stages for DATASETS x SEEDS (PROFILE=gpu|cpu; TRAINER_ARGS=--trainer.devices=8,...), resumable -> results/medmnist.md
+reproduce-medmnist: install  ## all stages for DATASETS x SEEDS (PROFILE=gpu|cpu|quick, any dataset with experiments/data/<flag>.yaml; TRAINER_ARGS=--trainer.devices=8,...), resumable -> results/medmnist.md
 	$(PY) -m kr_lightning pipeline --datasets='[$(DATASETS)]' --seeds='[$(SEEDS)]' --profile=$(PROFILE) --name=medmnist --trainer_args='[$(TRAINER_ARGS)]'
 
 bench: install  ## speed benchmarks (JSON lines), see benchmarks/README.md
