@@ -49,7 +49,10 @@ def train_classifier(
     overrides: Mapping[str, Any] | None = None,
 ) -> Path:
     """Train a teacher (``train``: its real training set) or a student (``train=None``); save ``model.ckpt``."""
-    stage = _build(recipe, dataset, run, seed, overrides or {})
+    # a deployed run's config.yaml holds the data seed it was filled with; a reference draws its own shuffling and
+    # augmentation from its own seed (students keep the plan's seed, given in ``overrides``: the same sets)
+    fresh = deep_merge({"data": {"init_args": {"seed": None}}}, overrides or {})
+    stage = _build(recipe, dataset, run, seed, fresh)
     if train is not None:
         stage.datamodule.set_train(train)
     _fit(stage)
@@ -60,7 +63,7 @@ def train_classifier(
 
 def train_generator(recipe: Path, dataset: Mapping[str, Any], run: Path, seed: int, train: Split) -> Path:
     """Train a generator on ``train`` and export it (EMA weights) to ``<run>/export``."""
-    stage = _build(recipe, dataset, run, seed, {})
+    stage = _build(recipe, dataset, run, seed, {"data": {"init_args": {"seed": None}}})
     stage.datamodule.set_train(train)
     _fit(stage)
     return stage.model.frozen().export(run / "export")
