@@ -17,9 +17,10 @@ from typing import Any
 import lightning as L
 from jsonargparse import ArgumentError, auto_cli, set_parsing_settings
 from lightning.pytorch.cli import ArgsType, LightningCLI
+from omegaconf.errors import InterpolationResolutionError
 
 from kr_lightning.callbacks.run_record import RunRecord
-from kr_lightning.errors import KRError
+from kr_lightning.errors import ConfigError, KRError
 from kr_lightning.layout import PARSER_MODE, check_fragments
 from kr_lightning.stages import KRCLI
 
@@ -84,12 +85,18 @@ def main(args: ArgsType = None) -> None:
 
 
 def _user_error(err: BaseException) -> KRError | None:
-    """The KRError behind ``err`` (jsonargparse wraps errors raised while it instantiates classes), if any."""
+    """The KRError behind ``err`` (jsonargparse wraps errors raised while it instantiates classes), if any.
+
+    A ``${...}`` that omegaconf cannot resolve (a missing key or environment variable) is a config error too.
+    """
     seen: set[int] = set()
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
         if isinstance(current, KRError):
             return current
+        if isinstance(current, InterpolationResolutionError):
+            reason = str(current.msg).splitlines()[0]
+            return ConfigError(f"cannot resolve the config value {current.full_key}: {reason}")
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None

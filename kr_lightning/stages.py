@@ -190,20 +190,29 @@ def _fill_layout(trainer: Namespace, root: Path, version: str) -> None:
             logger.init_args.save_dir = str(root)
     trainer.logger = loggers
     wants_last = False
+    best: list[Namespace] = []
     for callback in trainer.callbacks or []:
         if isinstance(callback, Namespace) and callback.class_path.endswith("ModelCheckpoint"):
             if callback.init_args.get("dirpath") is None:
                 callback.init_args.dirpath = str(root / "checkpoints")
                 callback.init_args.enable_version_counter = False
+            if callback.init_args.get("monitor"):  # log the best value of what this checkpoint selects on
+                best.append(_best_metric(callback.init_args.monitor, callback.init_args.get("mode", "min")))
             if callback.init_args.get("save_last"):
                 # Lightning only refreshes last.ckpt when this callback also saved a top-k file; a dedicated
                 # callback writes it after every epoch so that a rerun resumes from the latest epoch.
                 callback.init_args.save_last = False
                 wants_last = True
+    trainer.callbacks = [*(trainer.callbacks or []), *best]
     if wants_last:
         trainer.callbacks.append(
             _last_checkpoint(root / "checkpoints", val_every_epoch=trainer.check_val_every_n_epoch == 1)
         )
+
+
+def _best_metric(monitor: str, mode: str) -> Namespace:
+    """A :class:`kr_lightning.callbacks.BestMetric` for ``monitor``: its best value is logged as ``<monitor>_best``."""
+    return Namespace(class_path="kr_lightning.callbacks.BestMetric", init_args=Namespace(monitor=monitor, mode=mode))
 
 
 def _last_checkpoint(folder: Path, val_every_epoch: bool) -> Namespace:

@@ -294,3 +294,11 @@ def test_run_folder_of_another_dataset(tmp_path, tiny_root, capsys):
     message = cli_error(capsys, [*argv, "--overwrite=true"])
     assert f"{run} holds a run of 'breastmnist', not 'digits'" in message
     assert sorted(p.name for p in run.rglob("*")) == before
+
+
+def test_unresolvable_interpolation(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("KR_NOT_SET", raising=False)
+    overlay = tmp_path.parent / "unresolvable.yaml"
+    overlay.write_text("trainer:\n  default_root_dir: ${seed_dir}/${oc.env:KR_NOT_SET}\n")
+    message = layout_error(capsys, tmp_path, monkeypatch, RECIPE, overlay, DATA / "digits.yaml")
+    assert "cannot resolve the config value" in message and "KR_NOT_SET" in message
