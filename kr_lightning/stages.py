@@ -188,6 +188,8 @@ def _fill_layout(trainer: Namespace, root: Path, version: str) -> None:
     for logger in loggers:
         if logger.class_path.endswith("WandbLogger") and logger.init_args.get("save_dir") in (None, "."):
             logger.init_args.save_dir = str(root)
+        if logger.class_path == "kr_lightning.loggers.ResumableCSVLogger" and logger.init_args.save_dir == str(root):
+            logger.init_args.version = version  # a run's own config.yaml, reused by another subcommand
     trainer.logger = loggers
     wants_last = False
     best: list[Namespace] = []
@@ -203,7 +205,12 @@ def _fill_layout(trainer: Namespace, root: Path, version: str) -> None:
                 # callback writes it after every epoch so that a rerun resumes from the latest epoch.
                 callback.init_args.save_last = False
                 wants_last = True
-    trainer.callbacks = [*(trainer.callbacks or []), *best]
+    present = {
+        cb.init_args.monitor
+        for cb in trainer.callbacks or []
+        if isinstance(cb, Namespace) and cb.class_path.endswith("BestMetric")
+    }  # a run's saved config.yaml already lists them
+    trainer.callbacks = [*(trainer.callbacks or []), *(b for b in best if b.init_args.monitor not in present)]
     if wants_last:
         trainer.callbacks.append(
             _last_checkpoint(root / "checkpoints", val_every_epoch=trainer.check_val_every_n_epoch == 1)

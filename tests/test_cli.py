@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from conftest import CONFIGS, REPO, cli_error
 from kr_lightning.cli import main
@@ -32,7 +33,18 @@ def test_fit_writes_the_run_folder(tmp_path, tiny_root):
     record = json.loads((run / "run.json").read_text())
     assert record["seed"] == 0 and record["packages"]["lightning"]
     header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"train/loss", "val/acc", "val/auc", "val/loss"} <= set(header)
+    assert {"train/loss", "val/acc", "val/auc", "val/loss", "val/acc_best"} <= set(header)
+    assert record["dataset"] == "breastmnist"
+
+
+def test_a_runs_saved_config_runs_again(tmp_path, tiny_root):
+    """``config.yaml`` holds the filled-in layout; running a stage from it adds no callback twice."""
+    run = tmp_path / "run"
+    fit_teacher(run, tiny_root, "--trainer.max_epochs=1")
+    callbacks = [cb["class_path"] for cb in yaml.safe_load((run / "config.yaml").read_text())["trainer"]["callbacks"]]
+    assert callbacks.count("kr_lightning.callbacks.BestMetric") == 1
+    main(["test", "--config", str(run / "config.yaml")])
+    assert (run / "test" / "test_metrics.json").is_file()
 
 
 def test_checkpoint_rebuilds_itself(tmp_path, tiny_root):
