@@ -23,7 +23,7 @@ import torch
 from kr_lightning.models import ClassConditionalPipeline
 from kr_lightning.models.loading import load_generator
 from kr_lightning.models.speedups import bf16_unsupported
-from kr_lightning.seeding import make_rng
+from kr_lightning.seeding import SAMPLING, make_rng
 from kr_lightning.synthetic_dataset import resolve_device
 
 
@@ -62,7 +62,7 @@ def prepare(frozen: ClassConditionalPipeline, labels: torch.Tensor, knobs: dict,
         torch.set_num_threads(knobs["threads"])
         try:
             with mode():
-                return variant(chosen, generator=make_rng(seed), **common).images.clone()
+                return variant(chosen, generator=make_rng(seed, stream=SAMPLING), **common).images.clone()
         finally:
             torch.set_num_threads(previous)
 

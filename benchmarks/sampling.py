@@ -24,7 +24,7 @@ from kr_lightning.models import DiffusionGenerator
 from kr_lightning.models.loading import load_generator
 from kr_lightning.models.sampling import make_scheduler, sample
 from kr_lightning.models.speedups import bf16_unsupported
-from kr_lightning.seeding import make_rng
+from kr_lightning.seeding import SAMPLING, make_rng
 from kr_lightning.synthetic_dataset import resolve_device
 
 
@@ -158,7 +158,7 @@ def main() -> None:
     batch = args.batch or args.n
 
     def naive_fn():
-        return naive_sample(frozen.unet, config, labels, rng=make_rng(0), batch_size=batch, **common)
+        return naive_sample(frozen.unet, config, labels, rng=make_rng(0, stream=SAMPLING), batch_size=batch, **common)
 
     naive_s, naive = best_time(naive_fn, args.repeats, device)
     variants = {"batched_cfg": {}, "batched_cfg+channels_last": {"channels_last": True}}
@@ -176,11 +176,15 @@ def main() -> None:
         if knobs.get("bf16"):
             variant.autocast = torch.bfloat16  # set directly: optimize() refuses it without native bf16 units
         variant(
-            labels[:2], generator=make_rng(1), num_inference_steps=1, guidance_scale=args.guidance, sampler=args.sampler
+            labels[:2],
+            generator=make_rng(1, stream=SAMPLING),
+            num_inference_steps=1,
+            guidance_scale=args.guidance,
+            sampler=args.sampler,
         )
         warmup = time.perf_counter() - warm
         samplers[name] = lambda v=variant: sample(
-            v.unet, config, labels, rng=make_rng(0), batch_size=batch, autocast=v.autocast, **common
+            v.unet, config, labels, rng=make_rng(0, stream=SAMPLING), batch_size=batch, autocast=v.autocast, **common
         )
         seconds, images = best_time(samplers[name], args.repeats, device)
         results[name] = {

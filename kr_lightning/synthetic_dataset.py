@@ -15,7 +15,7 @@ from kr_lightning.grids import class_rows, save_grid
 from kr_lightning.models.loading import load_generator
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.models.speedups import GenPrecision, wants_bf16
-from kr_lightning.seeding import make_rng
+from kr_lightning.seeding import EXPORT, make_rng
 
 
 def resolve_device(device: str) -> torch.device:
@@ -84,7 +84,7 @@ def sample(
     start = time.perf_counter()
     images = frozen(
         labels,
-        generator=make_rng(seed, device=dev),
+        generator=make_rng(seed, stream=EXPORT, device=dev),
         num_inference_steps=steps,
         guidance_scale=guidance,
         sampler=sampler,

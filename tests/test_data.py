@@ -8,7 +8,7 @@ from conftest import write_medmnist_npz
 from kr_lightning.data import ImageDataModule
 from kr_lightning.data.arrays import load_npz, to_tensor, to_uint8
 from kr_lightning.data.augment import augment, random_shift
-from kr_lightning.seeding import make_rng
+from kr_lightning.seeding import AUGMENTATION, make_rng
 
 
 def test_medmnist_metadata_known_before_setup(tiny_root):
@@ -123,7 +123,7 @@ def test_train_order_is_a_function_of_seed_and_epoch(tiny_root):
 def test_shift_moves_pixels_by_the_drawn_offset():
     x = -torch.ones(64, 1, 9, 9)
     x[:, :, 4, 4] = 1.0
-    y = random_shift(x, 2, make_rng(0))
+    y = random_shift(x, 2, make_rng(0, stream=AUGMENTATION))
     positions = (y[:, 0] == 1).nonzero()[:, 1:]
     offsets = positions - 4
     assert offsets.abs().max() <= 2 and len(positions) == 64
@@ -132,10 +132,10 @@ def test_shift_moves_pixels_by_the_drawn_offset():
 
 def test_augment_is_deterministic_and_identity_when_off():
     x = torch.randn(8, 1, 28, 28).clamp(-1, 1)
-    a = augment(x, make_rng(1), max_shift=2, hflip=True, vflip=False)
-    b = augment(x, make_rng(1), max_shift=2, hflip=True, vflip=False)
+    a = augment(x, make_rng(1, stream=AUGMENTATION), max_shift=2, hflip=True, vflip=False)
+    b = augment(x, make_rng(1, stream=AUGMENTATION), max_shift=2, hflip=True, vflip=False)
     assert torch.equal(a, b) and not torch.equal(a, x)
-    assert torch.equal(augment(x, make_rng(1), max_shift=0, hflip=False, vflip=False), x)
+    assert torch.equal(augment(x, make_rng(1, stream=AUGMENTATION), max_shift=0, hflip=False, vflip=False), x)
 
 
 def test_digits_split_is_fixed_stratified_and_disjoint():

@@ -9,7 +9,7 @@ from conftest import CONFIGS, cli_error
 from kr_lightning.cli import main
 from kr_lightning.models import ClassConditionalPipeline, DiffusionGenerator
 from kr_lightning.models.loading import load_generator
-from kr_lightning.seeding import make_rng
+from kr_lightning.seeding import DIFFUSION_NOISE, SAMPLING, make_rng
 
 
 def test_tiny_unet_learns_a_fixed_batch():
@@ -22,7 +22,7 @@ def test_tiny_unet_learns_a_fixed_batch():
     optimizer = torch.optim.Adam(model.unet.parameters(), lr=3e-3)
     losses = []
     for _ in range(40):
-        loss = model.diffusion_loss(x, y, make_rng(0))  # same noise and timesteps every step
+        loss = model.diffusion_loss(x, y, make_rng(0, stream=DIFFUSION_NOISE))  # same noise and timesteps every step
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -41,9 +41,9 @@ def test_training_noise_is_a_function_of_seed_and_step():
     )
     x, y = torch.rand(4, 1, 8, 8) * 2 - 1, torch.tensor([0, 1, 0, 1])
     with torch.no_grad():
-        a = model.diffusion_loss(x, y, make_rng(3, 5))
-        b = model.diffusion_loss(x, y, make_rng(3, 5))
-        c = model.diffusion_loss(x, y, make_rng(3, 6))
+        a = model.diffusion_loss(x, y, model.training_rng(5, 0))
+        b = model.diffusion_loss(x, y, model.training_rng(5, 0))
+        c = model.diffusion_loss(x, y, model.training_rng(6, 0))
     assert a == b and a != c
 
 
@@ -73,8 +73,10 @@ def test_checkpoints_carry_the_ema_weights_the_export_holds(tiny_generator_run):
 
 def test_checkpoint_and_export_sample_identically(tiny_generator_run):
     labels = torch.arange(10)
-    a = load_generator(tiny_generator_run / "checkpoints" / "last.ckpt")(labels, generator=make_rng(1)).images
-    b = load_generator(tiny_generator_run / "export")(labels, generator=make_rng(1)).images
+    a = load_generator(tiny_generator_run / "checkpoints" / "last.ckpt")(
+        labels, generator=make_rng(1, stream=SAMPLING)
+    ).images
+    b = load_generator(tiny_generator_run / "export")(labels, generator=make_rng(1, stream=SAMPLING)).images
     assert a.shape == (10, 1, 8, 8)
     torch.testing.assert_close(a, b)
 
@@ -173,7 +175,7 @@ def test_native_bf16_means_bf16_units_not_just_avx512(capabilities, native):
 
 def dpm(pipe, labels):
     """Three DPM-Solver++ steps from seed 0."""
-    return pipe(labels, generator=make_rng(0), num_inference_steps=3, sampler="dpmsolver++").images
+    return pipe(labels, generator=make_rng(0, stream=SAMPLING), num_inference_steps=3, sampler="dpmsolver++").images
 
 
 def test_bf16_sampling_needs_native_units_and_otherwise_warns_and_stays_float32(monkeypatch):

@@ -274,3 +274,45 @@ def test_channels_last_generation_matches(tiny_generator_run):
     plain = gkd(tiny_generator_run).images(0, 0, 1)
     fast = gkd(tiny_generator_run, channels_last=True).images(0, 0, 1)
     torch.testing.assert_close(plain, fast, atol=1e-4, rtol=0)
+
+
+class PositionTeacher(torch.nn.Module):
+    """A fixed linear map of the flattened pixels: its logits change when an image is shifted."""
+
+    def __init__(self, pixels, num_classes=10):
+        super().__init__()
+        self.linear = torch.nn.Linear(pixels, num_classes)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.linspace(-1, 1, num_classes * pixels).reshape(num_classes, pixels))
+            self.linear.bias.zero_()
+
+    def forward(self, x):
+        return self.linear(x.flatten(1))
+
+
+@pytest.mark.parametrize("label_on_view", [True, False])
+def test_teacher_labels_the_augmented_view_the_student_sees(tiny_generator_run, label_on_view):
+    from types import SimpleNamespace
+
+    from kr_lightning.distill.synthesis import teacher_logits
+
+    dm = gkd(tiny_generator_run, label_on_view=label_on_view)  # max_shift=1
+    dm.teacher = teacher = PositionTeacher(pixels=8 * 8)
+    x, set_logits, y = (t[:10] for t in dm.generate(0, rank=0, world_size=1).tensors)
+    torch.testing.assert_close(set_logits, teacher_logits(teacher, x))  # the set is labelled on the raw images
+
+    batch = (x, set_logits, y)
+    dm.trainer = SimpleNamespace(training=False, global_step=4, global_rank=0)
+    assert dm.on_after_batch_transfer(batch, 0) is batch  # val / test batches are left alone
+
+    dm.trainer.training = True
+    view, logits, labels = dm.on_after_batch_transfer(batch, 0)
+    assert torch.equal(labels, y)
+    assert torch.equal(view, dm.augment(x, dm.augmentation_rng(4, 0)))  # the augmentation stream of step 4
+    assert not torch.equal(view, x)
+    on_view, on_raw = teacher_logits(teacher, view), teacher_logits(teacher, x)
+    assert not torch.allclose(on_view, on_raw)
+    if label_on_view:
+        torch.testing.assert_close(logits, on_view)
+    else:
+        assert torch.equal(logits, set_logits)

@@ -14,7 +14,7 @@ from kr_lightning.errors import ConfigError
 from kr_lightning.grids import grid_image, save_grid
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.runs import run_dir
-from kr_lightning.seeding import make_rng
+from kr_lightning.seeding import GRID, make_rng
 
 
 class SampleGrid(Callback):
@@ -72,7 +72,7 @@ class SampleGrid(Callback):
         """Sample, save ``samples/{tag}.png`` and send it to W&B when that logger is on."""
         pipe = pl_module.frozen()
         labels = torch.arange(pipe.num_classes).repeat_interleave(self.per_class)
-        rng = make_rng(self.seed, device=pipe.device)
+        rng = make_rng(self.seed, stream=GRID, device=pipe.device)
         images = pipe(
             labels, generator=rng, num_inference_steps=self.steps, guidance_scale=self.guidance, sampler=self.sampler
         ).images

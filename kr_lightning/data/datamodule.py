@@ -15,7 +15,7 @@ from kr_lightning.data.augment import augment
 from kr_lightning.data.info import DatasetInfo
 from kr_lightning.data.registry import dataset_info, load_splits, resolve_root
 from kr_lightning.errors import ConfigError, DataError
-from kr_lightning.seeding import make_rng
+from kr_lightning.seeding import AUGMENTATION, make_rng
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -210,11 +210,15 @@ class ImageDataModule(L.LightningDataModule):
         """This data module's training augmentation applied to a batch."""
         return augment(x, rng, max_shift=self.max_shift, hflip=self.hflip, vflip=self.vflip)
 
+    def augmentation_rng(self, step: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
+        """The augmentation rng of training step ``step`` on ``rank`` (stream ``AUGMENTATION``)."""
+        return make_rng(self.seed, step, rank, stream=AUGMENTATION, device=device)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:  # noqa: ANN401 - Lightning batch
         """Augment training batches on the device with an rng keyed by ``(seed, global_step, rank)``."""
         trainer = self.trainer
         if trainer is None or not trainer.training:
             return batch
         x, *rest = batch
-        rng = make_rng(self.seed, trainer.global_step, trainer.global_rank, device=x.device)
+        rng = self.augmentation_rng(trainer.global_step, trainer.global_rank, device=x.device)
         return (self.augment(x, rng), *rest)

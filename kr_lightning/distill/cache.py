@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from kr_lightning import artifacts
+from kr_lightning import artifacts, seeding
 
 
 def cache_file(
@@ -25,8 +25,9 @@ def cache_file(
 ) -> Path:
     """Path ``<cache_dir>/set{index}-rank{r}-{hash}.pt`` of one set.
 
-    The hash covers the generator file (path, size, mtime), the sampling knobs, the seed, the set index, the rank,
-    the class labels and the device type.
+    The hash covers the generator file (path, size, mtime), the sampling knobs, the seed, the random-stream scheme
+    (:data:`kr_lightning.seeding.SCHEME`: sets drawn under another scheme are never reused), the set index, the
+    rank, the class labels and the device type.
     """
     source = Path(generator_source)
     weights = source / "unet" / "diffusion_pytorch_model.safetensors" if source.is_dir() else source
@@ -37,6 +38,7 @@ def cache_file(
         "size": stat.st_size,
         "knobs": knobs,
         "seed": seed,
+        "rng": seeding.SCHEME,
         "set": set_index,
         "rank": rank,
         "labels": labels.tolist(),

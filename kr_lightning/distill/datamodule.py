@@ -34,7 +34,7 @@ from kr_lightning.models.loading import load_classifier, load_generator
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.models.speedups import GenPrecision, wants_bf16
 from kr_lightning.runs import read_json
-from kr_lightning.seeding import derive_seed, make_rng
+from kr_lightning.seeding import GENERATION, SHUFFLE, derive_seed, make_rng
 
 
 class GKDDataModule(ImageDataModule):
@@ -232,6 +232,10 @@ class GKDDataModule(ImageDataModule):
         dtype = self.generator.autocast
         return self.knobs if dtype is None else self.knobs | {"autocast": str(dtype).removeprefix("torch.")}
 
+    def generation_rng(self, set_index: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
+        """The sampling-noise rng of set ``set_index`` on ``rank`` (stream ``GENERATION``)."""
+        return make_rng(self.seed, set_index, rank, stream=GENERATION, device=device)
+
     def images(self, set_index: int, rank: int, world_size: int, progress: bool = False) -> torch.Tensor:
         """The images of set ``(set_index, rank)``: generated, or read from ``cache_dir`` when cached there."""
         assert self.generator is not None, "call setup() first"
@@ -251,7 +255,7 @@ class GKDDataModule(ImageDataModule):
             )
             if path.is_file():
                 return cache.load(path, device)
-        rng = make_rng(self.seed, set_index, rank, device=device)
+        rng = self.generation_rng(set_index, rank, device=device)
         x = synthesize(self.generator, labels, rng, batch_size=self.gen_batch_size, progress=progress, **self.knobs)
         if path is not None:
             cache.save(path, x, labels)
@@ -289,7 +293,9 @@ class GKDDataModule(ImageDataModule):
             build = functools.partial(self._generate_and_log, trainer, index, rank, world, progress)
             self._cache = (index, DeferredDataset(len(self.local_labels(world)), build))
         dataset = self._cache[1]
-        sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=derive_seed(self.seed, rank))
+        sampler = DistributedSampler(
+            dataset, num_replicas=1, rank=0, shuffle=True, seed=derive_seed(self.seed, rank, stream=SHUFFLE)
+        )
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler)
 
     def _generate_and_log(
@@ -315,7 +321,7 @@ class GKDDataModule(ImageDataModule):
         if trainer is None or not trainer.training:
             return batch
         x, logits, y = batch
-        x = self.augment(x, make_rng(self.seed, trainer.global_step, trainer.global_rank, device=x.device))
+        x = self.augment(x, self.augmentation_rng(trainer.global_step, trainer.global_rank, device=x.device))
         if self.teacher is not None and self.label_on_view:
             logits = teacher_logits(self.teacher, x)
         return x, logits, y

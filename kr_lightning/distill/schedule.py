@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kr_lightning.seeding import derive_seed
+from kr_lightning.seeding import POOL, derive_seed
 
 
 def refreshed_slots(cycle: int, pool_sets: int, pool_refresh: float, seed: int) -> set[int]:
@@ -22,7 +22,7 @@ def refreshed_slots(cycle: int, pool_sets: int, pool_refresh: float, seed: int) 
     if cycle == 0:
         return set(range(pool_sets))
     count = int(round(pool_refresh * pool_sets))
-    order = np.random.default_rng(derive_seed(seed, cycle, 7919)).permutation(pool_sets)
+    order = np.random.default_rng(derive_seed(seed, cycle, stream=POOL)).permutation(pool_sets)
     return {int(s) for s in order[:count]}
 
 

@@ -15,7 +15,7 @@ from kr_lightning.models.generator_pipeline import ClassConditionalPipeline
 from kr_lightning.models.lr_schedule import per_step, warmup_schedule
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.models.unet import build_unet
-from kr_lightning.seeding import make_rng
+from kr_lightning.seeding import DIFFUSION_NOISE, DIFFUSION_VAL_NOISE, make_rng
 
 
 class DiffusionGenerator(L.LightningModule):
@@ -136,10 +136,14 @@ class DiffusionGenerator(L.LightningModule):
             target = self.noise_scheduler.get_velocity(x0, noise, t)
         return F.mse_loss(self.unet(xt, t, class_labels=labels).sample.float(), target.float())
 
+    def training_rng(self, step: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
+        """The noise / timestep / label-drop rng of training step ``step`` on ``rank`` (stream ``DIFFUSION_NOISE``)."""
+        return make_rng(self.seed, step, rank, stream=DIFFUSION_NOISE, device=device)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Denoising loss, logged as ``train/loss``."""
         x, y = batch
-        rng = make_rng(self.seed, self.global_step, self.global_rank, device=x.device)
+        rng = self.training_rng(self.global_step, self.global_rank, device=x.device)
         loss = self.diffusion_loss(x, y, rng)
         if not torch.isfinite(loss):
             raise DivergedError(
@@ -152,7 +156,7 @@ class DiffusionGenerator(L.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         """Denoising loss on real validation images with fixed noise (comparable across epochs)."""
         x, y = batch
-        rng = make_rng(self.seed, -1, batch_idx, device=x.device)
+        rng = make_rng(self.seed, batch_idx, stream=DIFFUSION_VAL_NOISE, device=x.device)
         self.log("val/loss", self.diffusion_loss(x, y, rng), batch_size=len(y), sync_dist=True)
 
     def frozen(self) -> ClassConditionalPipeline:

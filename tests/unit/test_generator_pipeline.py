@@ -10,7 +10,7 @@ from kr_lightning.errors import CheckpointError, ConfigError
 from kr_lightning.models import ClassConditionalPipeline
 from kr_lightning.models.loading import load_generator
 from kr_lightning.models.sampling import sample
-from kr_lightning.seeding import make_rng
+from kr_lightning.seeding import SAMPLING, make_rng
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def test_config_holds_the_classes_and_sampling_defaults(pipe):
 
 
 def test_call_delegates_to_the_one_sampling_loop(pipe):
-    images = pipe(LABELS, generator=make_rng(1), guidance_scale=1.5, sampler="dpmsolver++").images
+    images = pipe(LABELS, generator=make_rng(1, stream=SAMPLING), guidance_scale=1.5, sampler="dpmsolver++").images
     expected = sample(
         pipe.unet,
         pipe.scheduler.config,
@@ -38,7 +38,7 @@ def test_call_delegates_to_the_one_sampling_loop(pipe):
         steps=3,
         guidance=1.5,
         null_label=3,
-        rng=make_rng(1),
+        rng=make_rng(1, stream=SAMPLING),
         sampler="dpmsolver++",
         image_size=6,
     )
@@ -46,22 +46,22 @@ def test_call_delegates_to_the_one_sampling_loop(pipe):
 
 
 def test_sampler_kinds_differ_and_the_scheduler_class_is_not_used(pipe):
-    ddim = pipe(LABELS, generator=make_rng(1)).images
-    assert not torch.equal(ddim, pipe(LABELS, generator=make_rng(1), sampler="ddpm").images)
+    ddim = pipe(LABELS, generator=make_rng(1, stream=SAMPLING)).images
+    assert not torch.equal(ddim, pipe(LABELS, generator=make_rng(1, stream=SAMPLING), sampler="ddpm").images)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)  # the same noise schedule
-    assert torch.equal(ddim, pipe(LABELS, generator=make_rng(1)).images)
+    assert torch.equal(ddim, pipe(LABELS, generator=make_rng(1, stream=SAMPLING)).images)
 
 
 def test_output_types(pipe):
-    pt = pipe(LABELS, generator=make_rng(2)).images
-    (np_images,) = pipe(LABELS.tolist(), generator=make_rng(2), output_type="np", return_dict=False)
+    pt = pipe(LABELS, generator=make_rng(2, stream=SAMPLING)).images
+    (np_images,) = pipe(LABELS.tolist(), generator=make_rng(2, stream=SAMPLING), output_type="np", return_dict=False)
     assert pt.min() >= -1 and pt.max() <= 1
     assert isinstance(np_images, np.ndarray) and np_images.shape == (4, 6, 6, 1)
     np.testing.assert_allclose(np_images, (pt.permute(0, 2, 3, 1).numpy() + 1) / 2, atol=1e-6)
     with pytest.raises(ConfigError, match="output_type"):
-        pipe(LABELS, generator=make_rng(2), output_type="pil")
+        pipe(LABELS, generator=make_rng(2, stream=SAMPLING), output_type="pil")
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
-        pipe(torch.tensor([3]), generator=make_rng(2))
+        pipe(torch.tensor([3]), generator=make_rng(2, stream=SAMPLING))
 
 
 def test_bad_construction_is_refused(pipe):
@@ -81,8 +81,8 @@ def test_save_pretrained_round_trip_in_diffusers_layout(pipe, tmp_path):
     public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
     assert public(loaded.config) == public(pipe.config)
     assert isinstance(loaded.scheduler, DDPMScheduler)
-    expected = pipe(LABELS, generator=make_rng(3)).images
-    assert torch.equal(loaded(LABELS, generator=make_rng(3)).images, expected)
+    expected = pipe(LABELS, generator=make_rng(3, stream=SAMPLING)).images
+    assert torch.equal(loaded(LABELS, generator=make_rng(3, stream=SAMPLING)).images, expected)
     again = load_generator(folder)
     assert again.source == str(folder) and not again.unet.training
     assert not any(p.requires_grad for p in again.unet.parameters())

@@ -5,7 +5,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from conftest import tiny_unet
 from kr_lightning.models.sampling import guided_prediction, sample
 from kr_lightning.models.unet import build_unet, padded_size
-from kr_lightning.seeding import make_rng
+from kr_lightning.seeding import SAMPLING, make_rng
 
 K = 3
 
@@ -23,7 +23,7 @@ def config():
 
 def draw(unet, config, **kw):
     labels = torch.tensor([0, 1, 2, 1, 0, 2])
-    args = {"steps": 4, "guidance": 2.0, "null_label": K, "rng": make_rng(7), "sampler": "ddim"} | kw
+    args = {"steps": 4, "guidance": 2.0, "null_label": K, "rng": make_rng(7, stream=SAMPLING), "sampler": "ddim"} | kw
     return sample(unet, config, labels, **args)
 
 
@@ -31,7 +31,7 @@ def test_same_rng_same_images_and_range(unet, config):
     a, b = draw(unet, config), draw(unet, config)
     assert torch.equal(a, b) and a.shape == (6, 1, 8, 8)
     assert a.min() >= -1 and a.max() <= 1
-    assert not torch.equal(a, draw(unet, config, rng=make_rng(8)))
+    assert not torch.equal(a, draw(unet, config, rng=make_rng(8, stream=SAMPLING)))
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmsolver++"])
@@ -80,9 +80,11 @@ def test_guidance_changes_the_images(unet, config):
 
 def test_ddim_matches_reference_loop_against_diffusers(unet, config):
     labels = torch.tensor([0, 1, 2, 1])
-    ours = sample(unet, config, labels, steps=5, guidance=1.0, null_label=K, rng=make_rng(3), sampler="ddim")
+    ours = sample(
+        unet, config, labels, steps=5, guidance=1.0, null_label=K, rng=make_rng(3, stream=SAMPLING), sampler="ddim"
+    )
     # reference: written directly against DDIMScheduler.step
-    x = torch.randn((4, 1, 8, 8), generator=make_rng(3))
+    x = torch.randn((4, 1, 8, 8), generator=make_rng(3, stream=SAMPLING))
     scheduler = DDIMScheduler.from_config(config)
     scheduler.set_timesteps(5)
     with torch.no_grad():
@@ -107,7 +109,16 @@ def test_padding_and_crop_for_28px():
     )
     assert net.config.sample_size == 32
     config = dict(DDPMScheduler().config)
-    out = sample(net, config, torch.tensor([0, 1]), steps=1, guidance=1.5, null_label=2, rng=make_rng(0), image_size=28)
+    out = sample(
+        net,
+        config,
+        torch.tensor([0, 1]),
+        steps=1,
+        guidance=1.5,
+        null_label=2,
+        rng=make_rng(0, stream=SAMPLING),
+        image_size=28,
+    )
     assert out.shape == (2, 1, 28, 28)
 
 
@@ -152,7 +163,7 @@ def test_few_step_samplers_do_not_blow_up_before_the_final_clamp(unet, config):
 
     scheduler = make_scheduler(config, "dpmsolver++")
     scheduler.set_timesteps(5)
-    x = torch.randn((4, 1, 8, 8), generator=make_rng(0))
+    x = torch.randn((4, 1, 8, 8), generator=make_rng(0, stream=SAMPLING))
     labels = torch.tensor([0, 1, 2, 0])
     with torch.no_grad():
         for t in scheduler.timesteps:
