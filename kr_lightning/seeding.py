@@ -15,6 +15,7 @@ stream                    keys                         draws
 ``POOL``                  ``(cycle,)``                 which pool slots a GKD pool cycle regenerates
 ``GRID``                  ``()``                       the fixed noise of ``SampleGrid`` image grids
 ``EXPORT``                ``()``                       sampling noise of ``synthetic_dataset`` exports
+``QUALITY``               ``()``                       the images a generator is scored on (``quality``, ``select``)
 ``SAMPLING``              free                         one-off sampling noise (benchmarks, tests)
 ========================  ===========================  ===============================================================
 
@@ -44,8 +45,20 @@ SHUFFLE = "shuffle"
 POOL = "pool"
 GRID = "grid"
 EXPORT = "export"
+QUALITY = "quality"
 SAMPLING = "sampling"
-STREAMS = (GENERATION, AUGMENTATION, DIFFUSION_NOISE, DIFFUSION_VAL_NOISE, SHUFFLE, POOL, GRID, EXPORT, SAMPLING)
+STREAMS = (
+    GENERATION,
+    AUGMENTATION,
+    DIFFUSION_NOISE,
+    DIFFUSION_VAL_NOISE,
+    SHUFFLE,
+    POOL,
+    GRID,
+    EXPORT,
+    QUALITY,
+    SAMPLING,
+)
 
 
 def derive_seed(base: int, *keys: int, stream: str) -> int:

@@ -36,7 +36,9 @@ def test_layout_covers_every_dataset_and_profile():
     assert len([d for d in DATASETS if dataset_info(d).source == "medmnist"]) == 11
     for profile in PROFILES:
         names = {p.name for p in (EXPERIMENTS / "recipes" / profile).glob("*.yaml")}
-        assert names == {"generator.yaml", "teacher.yaml", "select.yaml", "student.yaml", "mia.yaml"}, profile
+        assert names == {"generator.yaml", "teacher.yaml", "select.yaml", "student.yaml", "mia.yaml", "quality.yaml"}, (
+            profile
+        )
         assert {p.stem for p in (EXPERIMENTS / "recipes" / profile / "variants").glob("*.yaml")} == set(VARIANTS)
 
 
@@ -56,12 +58,14 @@ def test_every_recipe_resolves_on_every_dataset(profile, fragment, capsys):
         config = printed(argv, capsys)
         assert config["data"]["init_args"]["flag"] == flag
         assert Path(config["trainer"]["default_root_dir"]) == stage_dir("runs", flag, 3, stage)
-    for tool, folder in (("select", "select"), ("mia", "mia")):
+    for tool in ("select", "mia", "quality"):
         config = printed(
             [tool, "--config", str(recipes / f"{tool}.yaml"), "--config", str(fragment), "--seed=3"], capsys
         )
         assert config["data"]["init_args"]["flag"] == flag
-        assert Path(config["out"]) == stage_dir("runs", flag, 3, folder)
+        assert Path(config["out"]) == stage_dir("runs", flag, 3, tool)
+        if tool != "mia":
+            assert Path(config["teacher_ckpt"]) == stage_dir("runs", flag, 3, "teacher") / "checkpoints" / "best.ckpt"
 
 
 @pytest.mark.parametrize("profile", PROFILES)

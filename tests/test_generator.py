@@ -12,10 +12,23 @@ from kr_lightning.models.loading import load_generator
 from kr_lightning.seeding import DIFFUSION_NOISE, SAMPLING, make_rng
 
 
-def test_tiny_unet_learns_a_fixed_batch():
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {},
+        {"prediction_type": "v_prediction", "snr_gamma": 5.0, "resnet_time_scale_shift": "scale_shift"},
+        {"prediction_type": "epsilon", "snr_gamma": 1.0},
+    ],
+)
+def test_tiny_unet_learns_a_fixed_batch(knobs):
     torch.manual_seed(0)
     model = DiffusionGenerator(
-        num_classes=2, image_size=8, block_out_channels=[16, 32], attention_levels=[False, False], norm_num_groups=8
+        num_classes=2,
+        image_size=8,
+        block_out_channels=[16, 32],
+        attention_levels=[False, False],
+        norm_num_groups=8,
+        **knobs,
     )
     x = torch.rand(8, 1, 8, 8) * 2 - 1
     y = torch.tensor([0, 1] * 4)
@@ -28,6 +41,24 @@ def test_tiny_unet_learns_a_fixed_batch():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_min_snr_and_adagn_change_the_loss_and_the_conditioning():
+    common = {"num_classes": 2, "image_size": 8, "block_out_channels": [8, 16], "norm_num_groups": 4}
+    torch.manual_seed(0)
+    plain = DiffusionGenerator(**common, attention_levels=[False, False])
+    weighted = DiffusionGenerator(**common, attention_levels=[False, False], snr_gamma=1.0)
+    weighted.load_state_dict(plain.state_dict())
+    x, y = torch.rand(16, 1, 8, 8) * 2 - 1, torch.tensor([0, 1] * 8)
+    with torch.no_grad():
+        a = plain.diffusion_loss(x, y, make_rng(0, stream=DIFFUSION_NOISE))
+        b = weighted.diffusion_loss(x, y, make_rng(0, stream=DIFFUSION_NOISE))
+    assert b < a  # gamma = 1 down-weights every timestep with SNR > 1 (weights <= 1 for the noise target)
+    adagn = DiffusionGenerator(**common, attention_levels=[False, False], resnet_time_scale_shift="scale_shift")
+    block = adagn.unet.down_blocks[0].resnets[0]
+    assert block.time_emb_proj.out_features == 2 * block.conv1.out_channels  # a scale and a shift per channel
+    with pytest.raises(Exception, match="snr_gamma must be > 0"):
+        DiffusionGenerator(**common, attention_levels=[False, False], snr_gamma=0.0)
 
 
 def test_training_noise_is_a_function_of_seed_and_step():

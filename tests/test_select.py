@@ -111,3 +111,29 @@ def test_net_description_is_the_same_in_every_process():
     assert describe_net(first) == describe_net(second) == "kr_lightning.models.networks.SmallCNN(dropout=0.2, width=32)"
     assert describe_net(SmallCNN) == "kr_lightning.models.networks.SmallCNN()"
     assert describe_net(functools.partial(SmallCNN, width=16)) != describe_net(first)
+
+
+def test_select_scores_quality_and_selects_by_fidelity(tmp_path, tiny_generator_run, tiny_digits_teacher, capsys):
+    teacher = f"--teacher_ckpt={tiny_digits_teacher}"
+    result = run_select(
+        tiny_generator_run, tmp_path / "select", teacher, "--quality_samples=200", "--criterion=fidelity"
+    )
+    rows = result["checkpoints"] + result["knobs"]
+    for row in rows:
+        quality = row["quality"]
+        assert quality["n"] == 200 and quality["matched"]["n"] == 180  # the digits val split's size
+        assert 0.0 <= quality["fidelity"] <= 1.0 and quality["fd"] >= 0.0
+    assert result["quality_reference"]["n"] == 180 and result["criterion"] == "fidelity"
+    best_ckpt = max(result["checkpoints"], key=lambda r: r["quality"]["fidelity"])
+    finalists = result["knobs"] + [r for r in result["checkpoints"] if r["generator"] == best_ckpt["generator"]]
+    assert result["winner"]["quality"]["fidelity"] == max(r["quality"]["fidelity"] for r in finalists)
+    # CAS results are reused; only the quality metrics would be recomputed for another sample count
+    capsys.readouterr()
+    run_select(tiny_generator_run, tmp_path / "select", teacher, "--quality_samples=200")
+    assert "val acc" in capsys.readouterr().out and (tmp_path / "select" / "selection.png").is_file()
+
+
+def test_quality_criteria_need_a_teacher(tmp_path, tiny_generator_run, capsys):
+    with pytest.raises(SystemExit):
+        run_select(tiny_generator_run, tmp_path, "--criterion=fd")
+    assert "needs the quality metrics" in capsys.readouterr().err

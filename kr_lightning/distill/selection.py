@@ -23,12 +23,18 @@ from torch import nn
 
 from kr_lightning import artifacts
 from kr_lightning.data.datamodule import ImageDataModule
+from kr_lightning.distill.criteria import Criterion, best_of
 from kr_lightning.distill.datamodule import GKDDataModule
+from kr_lightning.distill.selection_plot import plot_selection
+from kr_lightning.distill.synthesis import balanced_labels, synthesize
 from kr_lightning.errors import ConfigError, MissingInputError
+from kr_lightning.models.loading import load_generator
 from kr_lightning.models.networks import SmallCNN
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.models.speedups import GenPrecision
 from kr_lightning.models.student import Student
+from kr_lightning.quality.scorer import QualityScorer
+from kr_lightning.seeding import QUALITY, SCHEME, make_rng
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,17 @@ def score_candidate(candidate: Candidate, real: ImageDataModule, recipe: QuickSt
     }
 
 
+def candidate_quality(candidate: Candidate, scorer: QualityScorer, n: int, seed: int) -> dict[str, Any]:
+    """The quality metrics of ``n`` class-balanced images of ``candidate`` (the same noise for every candidate)."""
+    pipe = load_generator(candidate.generator)
+    labels = balanced_labels(pipe.num_classes, n)
+    rng = make_rng(seed, stream=QUALITY)
+    images = synthesize(
+        pipe, labels, rng, steps=candidate.steps, guidance=candidate.guidance, sampler=candidate.sampler
+    )
+    return scorer.score(images, labels)
+
+
 def describe_net(net: Callable[..., nn.Module]) -> str:
     """A description of a backbone factory that is the same in every process (no object addresses).
 
@@ -152,56 +169,37 @@ def describe_net(net: Callable[..., nn.Module]) -> str:
     return f"{name}({', '.join(f'{k}={v!r}' for k, v in sorted(kwargs.items()))})"
 
 
-def best_of(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Highest mean val accuracy; ties go to the higher val AUC, then to the earlier candidate."""
-    return max(results, key=lambda r: (round(r["val_acc"], 6), round(r["val_auc"], 6)))
-
-
 def run_search(
-    candidates: list[Candidate], real: ImageDataModule, recipe: QuickStudent, seed: int, folder: Path
+    candidates: list[Candidate],
+    real: ImageDataModule,
+    recipe: QuickStudent,
+    seed: int,
+    folder: Path,
+    quality: tuple[QualityScorer, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Score each candidate once; results already in ``folder`` for the same recipe and seed are reused (resume)."""
+    """Score each candidate once; results already in ``folder`` for the same recipe and seed are reused (resume).
+
+    With ``quality = (scorer, n)`` every candidate also gets the quality metrics of ``n`` images (added to a
+    reused result that lacks them).
+    """
     fields = {k: v for k, v in asdict(recipe).items() if k != "net"} | {"net": describe_net(recipe.net)}
     if fields["gen_precision"] == "32-true":  # float32 results keep the tags they had before the option existed
         del fields["gen_precision"]
-    tag = hashlib.sha1(repr((sorted(fields.items()), seed, real.name)).encode()).hexdigest()[:8]
+    tag = hashlib.sha1(repr((sorted(fields.items()), seed, real.name, SCHEME)).encode()).hexdigest()[:8]
     results = []
     for candidate in candidates:
         path = folder / f"{candidate.key}-r{tag}.json"
-        if path.is_file():
-            results.append(json.loads(path.read_text()))
-            continue
-        result = score_candidate(candidate, real, recipe, seed)
-        artifacts.write_json(path, result)
-        print(
-            f"select: {candidate.key}: val acc {result['val_acc']:.4f}, val auc {result['val_auc']:.4f} "
-            f"({result['gen_seconds']:.0f} s generation)"
-        )
+        result = json.loads(path.read_text()) if path.is_file() else None
+        if result is None:
+            result = score_candidate(candidate, real, recipe, seed)
+            artifacts.write_json(path, result)
+        if quality is not None and result.get("quality", {}).get("n") != quality[1]:
+            result["quality"] = candidate_quality(candidate, quality[0], quality[1], seed)
+            artifacts.write_json(path, result)
+        shown = f", class fidelity {result['quality']['fidelity']:.3f}" if result.get("quality") else ""
+        print(f"select: {candidate.key}: val acc {result['val_acc']:.4f}, val auc {result['val_auc']:.4f}{shown}")
         results.append(result)
     return results
-
-
-def plot_selection(path: Path, checkpoints: list[dict[str, Any]], knobs: list[dict[str, Any]]) -> None:
-    """Val CAS per checkpoint epoch (left) and per sampling setting (right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), constrained_layout=True)
-    xs = [r["epoch"] if r["epoch"] is not None else i for i, r in enumerate(checkpoints)]
-    left.plot(xs, [r["val_acc"] for r in checkpoints], "o-", label="val acc")
-    left.plot(xs, [r["val_auc"] for r in checkpoints], "s--", label="val auc")
-    left.set(xlabel="generator epoch", ylabel="CAS on val", title="checkpoint optimisation")
-    left.legend()
-    labels = [f"{r['sampler']}\n{r['steps']} st, w={r['guidance']:g}" for r in knobs]
-    right.bar(range(len(knobs)), [r["val_acc"] for r in knobs])
-    right.set_xticks(range(len(knobs)), labels, rotation=90, fontsize=7)
-    right.set(ylabel="CAS on val (acc)", title="sampling tuning")
-    low = min([r["val_acc"] for r in checkpoints + knobs] + [1.0])
-    right.set_ylim(max(0.0, low - 0.05), 1.0)
-    artifacts.save_figure(path, fig, dpi=120)
-    plt.close(fig)
 
 
 def select(
@@ -227,6 +225,8 @@ def select(
     class_balance: Literal["uniform", "real"] = "uniform",
     seeds: list[int] = [0],  # noqa: B006
     seed: int = 0,
+    quality_samples: int = 1000,
+    criterion: Criterion = "cas",
     accelerator: str = "auto",
     gen_precision: GenPrecision = "32-true",
     run_root: str = "runs",
@@ -251,7 +251,8 @@ def select(
         steps_grid: Step counts tried in stage 2.
         sampler_grid: Samplers tried in stage 2.
         labels: Quick-student labels: the generator's class (``hard``) or the teacher's softmax (``soft``).
-        teacher_ckpt: Teacher checkpoint (needed for ``soft``).
+        teacher_ckpt: Teacher checkpoint: the soft labels, and the class judge and feature space of the quality
+            metrics (:mod:`kr_lightning.quality`); ``None`` scores by CAS alone.
         net: Quick-student backbone, called as ``net(in_channels, num_classes)``.
         epochs: Quick-student epochs.
         lr: Quick-student learning rate.
@@ -261,6 +262,9 @@ def select(
         class_balance: Class mix of each candidate's set (``uniform`` or the ``real`` train frequencies).
         seeds: Quick-student seeds (the score is their mean).
         seed: Seed of the synthetic sets (the same noise for every candidate).
+        quality_samples: Images per candidate scored by the quality metrics (needs ``teacher_ckpt``; 0: none).
+        criterion: What picks the checkpoint and the knobs: ``cas`` (val accuracy; ties: class fidelity, then val
+            AUC), ``fidelity`` (class fidelity; ties: CAS) or ``fd`` (size-matched Fréchet distance; ties: CAS).
         accelerator: Lightning accelerator for the quick students and generation.
         gen_precision: Generator precision (``bf16-mixed``: bfloat16 autocast, see ``GKDDataModule``); score
             candidates in the precision the students will be trained with.
@@ -285,20 +289,31 @@ def select(
         accelerator,
         gen_precision,
     )
+    scorer = None
+    if teacher_ckpt is not None and quality_samples > 0:
+        scorer = QualityScorer.from_data(data, teacher_ckpt, seed=seed)
+    elif criterion != "cas":
+        raise ConfigError(
+            f"criterion {criterion!r} needs the quality metrics: set teacher_ckpt and quality_samples > 0"
+        )
+    quality = None if scorer is None else (scorer, quality_samples)
     stage1 = [Candidate(p, steps, guidance, sampler) for p in paths]
-    by_checkpoint = run_search(stage1, data, recipe, seed, folder / "candidates")
-    best_ckpt = best_of(by_checkpoint)["generator"]
+    by_checkpoint = run_search(stage1, data, recipe, seed, folder / "candidates", quality)
+    best_ckpt = best_of(by_checkpoint, criterion)["generator"]
     stage2 = [Candidate(best_ckpt, st, g, s) for s in sampler_grid for st in steps_grid for g in guidance_grid]
-    by_knobs = run_search(stage2, data, recipe, seed, folder / "candidates")
-    winner = best_of(by_knobs + [r for r in by_checkpoint if r["generator"] == best_ckpt])
+    by_knobs = run_search(stage2, data, recipe, seed, folder / "candidates", quality)
+    winner = best_of(by_knobs + [r for r in by_checkpoint if r["generator"] == best_ckpt], criterion)
     summary = {
         "dataset": data.name,
-        "score": "mean final val/acc of quick students (ties: val/auc); the test split is never read",
+        "score": "mean final val/acc of quick students (CAS); the test split is never read",
+        "criterion": criterion,
+        "quality_reference": None if scorer is None else scorer.reference(),
         "recipe": {k: v for k, v in asdict(recipe).items() if k != "net"}
         | {"net": describe_net(recipe.net), "seed": seed},
         "checkpoints": by_checkpoint,
         "knobs": by_knobs,
-        "winner": {k: winner[k] for k in ("generator", "steps", "guidance", "sampler", "val_acc", "val_auc")},
+        "winner": {k: winner[k] for k in ("generator", "steps", "guidance", "sampler", "val_acc", "val_auc")}
+        | {"quality": winner.get("quality")},
     }
     artifacts.write_json(folder / "selection.json", summary)
     plot_selection(folder / "selection.png", by_checkpoint, by_knobs)

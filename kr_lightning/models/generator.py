@@ -12,6 +12,7 @@ from diffusers import DDPMScheduler
 from kr_lightning.errors import ConfigError, DivergedError
 from kr_lightning.models.fit_checks import check_checkpoint_fits
 from kr_lightning.models.generator_pipeline import ClassConditionalPipeline
+from kr_lightning.models.loss_weighting import min_snr_weights
 from kr_lightning.models.lr_schedule import per_step, warmup_schedule
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.models.unet import build_unet
@@ -40,9 +41,12 @@ class DiffusionGenerator(L.LightningModule):
         norm_num_groups: GroupNorm groups (must divide every channel count).
         attention_head_dim: Channels per attention head.
         dropout: Dropout inside the ResNet blocks.
+        resnet_time_scale_shift: How the time + class embedding enters each ResNet block: ``default`` adds a
+            per-channel bias, ``scale_shift`` a scale and a shift after the GroupNorm (AdaGN, Dhariwal & Nichol 2021).
         num_train_timesteps: Diffusion steps T of the training schedule.
         beta_schedule: Noise schedule of ``DDPMScheduler``.
         prediction_type: What the UNet predicts: the noise (``epsilon``), ``v_prediction`` or the clean ``sample``.
+        snr_gamma: Min-SNR-gamma loss weighting (:mod:`kr_lightning.models.loss_weighting`); ``None``: plain MSE.
         timestep_spacing: How inference schedulers space their steps (``trailing`` suits few-step sampling).
         label_dropout: Probability of training a sample with the "no class" token.
         lr: Peak AdamW learning rate.
@@ -65,10 +69,12 @@ class DiffusionGenerator(L.LightningModule):
         norm_num_groups: int = 8,
         attention_head_dim: int = 8,
         dropout: float = 0.0,
+        resnet_time_scale_shift: Literal["default", "scale_shift"] = "default",
         num_train_timesteps: int = 1000,
         beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"] = "squaredcos_cap_v2",
         prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon",
         timestep_spacing: Literal["leading", "trailing", "linspace"] = "trailing",
+        snr_gamma: float | None = None,
         label_dropout: float = 0.1,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -79,6 +85,10 @@ class DiffusionGenerator(L.LightningModule):
         seed: int | None = None,
     ) -> None:
         super().__init__()
+        if snr_gamma is not None and snr_gamma <= 0:
+            raise ConfigError(
+                f"snr_gamma must be > 0 (5 in Hang et al. 2023) or null for the plain MSE; got {snr_gamma}"
+            )
         if not 0.0 <= label_dropout < 1.0:
             raise ConfigError(f"label_dropout must be in [0, 1); got {label_dropout}")
         self.save_hyperparameters()
@@ -92,6 +102,7 @@ class DiffusionGenerator(L.LightningModule):
             norm_num_groups=norm_num_groups,
             attention_head_dim=attention_head_dim,
             dropout=dropout,
+            resnet_time_scale_shift=resnet_time_scale_shift,
         )
         self.noise_scheduler = DDPMScheduler(
             num_train_timesteps=num_train_timesteps,
@@ -134,7 +145,11 @@ class DiffusionGenerator(L.LightningModule):
         target = {"epsilon": noise, "sample": x0}.get(kind)
         if target is None:
             target = self.noise_scheduler.get_velocity(x0, noise, t)
-        return F.mse_loss(self.unet(xt, t, class_labels=labels).sample.float(), target.float())
+        error = (self.unet(xt, t, class_labels=labels).sample.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+        gamma = self.hparams.snr_gamma
+        if gamma is None:
+            return error.mean()
+        return (error * min_snr_weights(self.noise_scheduler, t, gamma, kind).to(error)).mean()
 
     def training_rng(self, step: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
         """The noise / timestep / label-drop rng of training step ``step`` on ``rank`` (stream ``DIFFUSION_NOISE``)."""

@@ -26,12 +26,14 @@ def build_unet(
     norm_num_groups: int,
     attention_head_dim: int,
     dropout: float,
+    resnet_time_scale_shift: str = "default",
 ) -> UNet2DModel:
     """A ``UNet2DModel`` with ``num_classes + 1`` class embeddings (index ``num_classes`` = "no class").
 
     One resolution level per entry of ``block_out_channels``; ``attention_levels[i]`` adds self-attention at level
-    ``i`` (0 = full resolution). The sample size is ``image_size`` padded up to a multiple of
-    ``2 ** (levels - 1)``.
+    ``i`` (0 = full resolution). ``resnet_time_scale_shift="scale_shift"`` injects the time + class embedding as a
+    scale and shift after each GroupNorm (AdaGN) instead of a bias. The sample size is ``image_size`` padded up to a
+    multiple of ``2 ** (levels - 1)``.
     """
     if len(attention_levels) != len(block_out_channels):
         raise ConfigError(
@@ -54,5 +56,6 @@ def build_unet(
         norm_num_groups=norm_num_groups,
         attention_head_dim=attention_head_dim,
         dropout=dropout,
+        resnet_time_scale_shift=resnet_time_scale_shift,
         num_class_embeds=num_classes + 1,
     )
