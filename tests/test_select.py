@@ -127,10 +127,12 @@ def test_select_scores_quality_and_selects_by_fidelity(tmp_path, tiny_generator_
     best_ckpt = max(result["checkpoints"], key=lambda r: r["quality"]["fidelity"])
     finalists = result["knobs"] + [r for r in result["checkpoints"] if r["generator"] == best_ckpt["generator"]]
     assert result["winner"]["quality"]["fidelity"] == max(r["quality"]["fidelity"] for r in finalists)
-    # CAS results are reused; only the quality metrics would be recomputed for another sample count
+    # another sample count: the quality metrics are recomputed, the CAS results reused
     capsys.readouterr()
-    run_select(tiny_generator_run, tmp_path / "select", teacher, "--quality_samples=200")
-    assert "val acc" in capsys.readouterr().out and (tmp_path / "select" / "selection.png").is_file()
+    again = run_select(tiny_generator_run, tmp_path / "select", teacher, "--quality_samples=190")
+    assert "class fidelity" in capsys.readouterr().out and (tmp_path / "select" / "selection.png").is_file()
+    assert [r["quality"]["n"] for r in again["checkpoints"]] == [190, 190]
+    assert [r["val_acc"] for r in again["checkpoints"]] == [r["val_acc"] for r in result["checkpoints"]]
 
 
 def test_quality_criteria_need_a_teacher(tmp_path, tiny_generator_run, capsys):

@@ -190,14 +190,16 @@ def run_search(
     for candidate in candidates:
         path = folder / f"{candidate.key}-r{tag}.json"
         result = json.loads(path.read_text()) if path.is_file() else None
-        if result is None:
+        scored = result is None
+        if scored:
             result = score_candidate(candidate, real, recipe, seed)
-            artifacts.write_json(path, result)
-        if quality is not None and result.get("quality", {}).get("n") != quality[1]:
+        if quality is not None and (result.get("quality") or {}).get("n") != quality[1]:
             result["quality"] = candidate_quality(candidate, quality[0], quality[1], seed)
+            scored = True
+        if scored:  # a finished candidate is reused silently
             artifacts.write_json(path, result)
-        shown = f", class fidelity {result['quality']['fidelity']:.3f}" if result.get("quality") else ""
-        print(f"select: {candidate.key}: val acc {result['val_acc']:.4f}, val auc {result['val_auc']:.4f}{shown}")
+            shown = f", class fidelity {result['quality']['fidelity']:.3f}" if result.get("quality") else ""
+            print(f"select: {candidate.key}: val acc {result['val_acc']:.4f}, val auc {result['val_auc']:.4f}{shown}")
         results.append(result)
     return results
 
