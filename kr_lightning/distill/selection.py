@@ -26,15 +26,14 @@ from kr_lightning.data.datamodule import ImageDataModule
 from kr_lightning.distill.criteria import Criterion, best_of
 from kr_lightning.distill.datamodule import GKDDataModule
 from kr_lightning.distill.selection_plot import plot_selection
-from kr_lightning.distill.synthesis import balanced_labels, synthesize
 from kr_lightning.errors import ConfigError, MissingInputError
-from kr_lightning.models.loading import load_generator
 from kr_lightning.models.networks import SmallCNN
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.models.speedups import GenPrecision
 from kr_lightning.models.student import Student
+from kr_lightning.quality.command import generated_images
 from kr_lightning.quality.scorer import QualityScorer
-from kr_lightning.seeding import QUALITY, SCHEME, make_rng
+from kr_lightning.seeding import SCHEME
 
 
 @dataclass(frozen=True)
@@ -145,11 +144,14 @@ def score_candidate(candidate: Candidate, real: ImageDataModule, recipe: QuickSt
 
 def candidate_quality(candidate: Candidate, scorer: QualityScorer, n: int, seed: int) -> dict[str, Any]:
     """The quality metrics of ``n`` class-balanced images of ``candidate`` (the same noise for every candidate)."""
-    pipe = load_generator(candidate.generator)
-    labels = balanced_labels(pipe.num_classes, n)
-    rng = make_rng(seed, stream=QUALITY)
-    images = synthesize(
-        pipe, labels, rng, steps=candidate.steps, guidance=candidate.guidance, sampler=candidate.sampler
+    images, labels, _ = generated_images(
+        candidate.generator,
+        scorer.num_classes,
+        n,
+        steps=candidate.steps,
+        guidance=candidate.guidance,
+        sampler=candidate.sampler,  # type: ignore[arg-type]
+        seed=seed,
     )
     return scorer.score(images, labels)
 

@@ -30,6 +30,7 @@ def generated_images(
     sampler: SamplerKind | None,
     seed: int,
     batch_size: int = 256,
+    progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """``n`` class-balanced images of ``generator`` (float32 ``[-1, 1]``), their classes and the knobs used."""
     pipe = load_generator(generator)
@@ -41,7 +42,8 @@ def generated_images(
         "sampler": pipe.sampler if sampler is None else sampler,
     }
     labels = balanced_labels(num_classes, n)
-    images = synthesize(pipe, labels, make_rng(seed, stream=QUALITY), batch_size=batch_size, progress=True, **knobs)
+    rng = make_rng(seed, stream=QUALITY)  # the same noise for every generator and knob setting scored
+    images = synthesize(pipe, labels, rng, batch_size=batch_size, progress=progress, **knobs)
     return images, labels, knobs
 
 
@@ -110,7 +112,7 @@ def quality(
     scorer = QualityScorer.from_data(data, teacher_ckpt, seed=seed)
     if generator is not None:
         images, labels, knobs = generated_images(
-            generator, data.num_classes, n, steps=steps, guidance=guidance, sampler=sampler, seed=seed
+            generator, data.num_classes, n, steps=steps, guidance=guidance, sampler=sampler, seed=seed, progress=True
         )
         source, name = generator, f"{Path(generator).stem}-{knobs['sampler']}-s{knobs['steps']}-g{knobs['guidance']:g}"
     else:

@@ -3,7 +3,7 @@
 * :func:`class_fidelity`: how often a classifier (the teacher) gives a synthetic image the class it was generated
   for, overall and per class, with the classifier's mean confidence.
 * :func:`frechet_distance`: the Fréchet distance between Gaussians fitted to two feature sets (torchmetrics'
-  ``FrechetInceptionDistance`` with the given feature extractor instead of Inception).
+  ``FrechetInceptionDistance`` over given features instead of Inception's).
 * :func:`prdc_scores`: precision, recall, density and coverage (Naeem et al., ICML 2020, the ``prdc`` package),
   from k-nearest-neighbour balls in the feature space.
 
@@ -42,39 +42,27 @@ def class_fidelity(logits: torch.Tensor, labels: torch.Tensor, num_classes: int)
     }
 
 
-class FeatureExtractor(nn.Module):
-    """A frozen classifier's penultimate embedding ``net.features(x)`` as torchmetrics expects a feature module.
+class _Identity(nn.Module):
+    """Passes precomputed ``(N, d)`` features through, as torchmetrics expects a feature module."""
 
-    Args:
-        net: Backbone with a ``features(x) -> (N, d)`` method (every kr_lightning backbone has one).
-        num_features: ``d``.
-    """
-
-    def __init__(self, net: nn.Module, num_features: int) -> None:
+    def __init__(self, num_features: int) -> None:
         super().__init__()
-        self.net = net
         self.num_features = num_features
 
-    @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, d)`` float features of images ``(N, C, H, W)`` in ``[-1, 1]``."""
-        return self.net.features(x).flatten(1).float()
+        return x
 
 
-def frechet_distance(
-    extractor: FeatureExtractor, real: torch.Tensor, fake: torch.Tensor, batch_size: int = 512
-) -> float:
-    """Fréchet distance between the ``extractor`` features of ``real`` and ``fake`` images.
+def frechet_distance(real_features: np.ndarray, fake_features: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two ``(N, d)`` feature sets (each N >= 2).
 
-    torchmetrics' ``FrechetInceptionDistance`` with the given extractor; it accumulates in float64.
-    Both sets need at least 2 images. Images go to the extractor unchanged (``[-1, 1]`` floats).
+    torchmetrics' ``FrechetInceptionDistance`` (float64 accumulation) over already computed features: its
+    feature module is the identity, so each image goes through the feature network once, not once per call.
     """
-    metric = FrechetInceptionDistance(
-        feature=extractor, normalize=True, input_img_size=tuple(real.shape[1:]), reset_real_features=True
-    )
-    for images, is_real in ((real, True), (fake, False)):
-        for start in range(0, len(images), batch_size):
-            metric.update(images[start : start + batch_size], real=is_real)
+    dim = real_features.shape[1]
+    metric = FrechetInceptionDistance(feature=_Identity(dim), normalize=True, input_img_size=(dim,))
+    metric.update(torch.as_tensor(real_features, dtype=torch.float32), real=True)
+    metric.update(torch.as_tensor(fake_features, dtype=torch.float32), real=False)
     return float(metric.compute())
 
 

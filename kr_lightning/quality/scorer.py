@@ -22,7 +22,7 @@ from kr_lightning.distill.synthesis import teacher_logits
 from kr_lightning.errors import ConfigError
 from kr_lightning.models.classifier import ClassifierModule
 from kr_lightning.models.loading import load_classifier
-from kr_lightning.quality.metrics import FeatureExtractor, class_fidelity, frechet_distance, prdc_scores
+from kr_lightning.quality.metrics import class_fidelity, frechet_distance, prdc_scores
 
 SET_METRICS = ("fd", "precision", "recall", "density", "coverage")
 
@@ -58,9 +58,6 @@ class QualityScorer:
         self.seed = seed
         self.train_x, self.train_y = train
         self.val_x, self.val_y = val
-        with torch.no_grad():
-            dim = teacher.net.features(self.train_x[:2].to(teacher.device)).flatten(1).shape[1]
-        self.extractor = FeatureExtractor(teacher.net, dim).eval()
         self.train_features = self.features(self.train_x)
         self._reference: dict[str, Any] | None = None
 
@@ -76,14 +73,16 @@ class QualityScorer:
 
     def features(self, images: torch.Tensor) -> np.ndarray:
         """``(N, d)`` float32 teacher features."""
+        net, device = self.teacher.net, self.teacher.device
         with torch.no_grad():
-            out = [self.extractor(images[i : i + 512].to(self.teacher.device)) for i in range(0, len(images), 512)]
+            out = [net.features(images[i : i + 512].to(device)).flatten(1).float() for i in range(0, len(images), 512)]
         return torch.cat(out).cpu().numpy()
 
     def reference(self) -> dict[str, Any]:
         """The real val split scored as if it were synthetic (computed once)."""
         if self._reference is None:
-            self._reference = {"n": len(self.val_y), **self._score(self.val_x, self.val_y)}
+            fake = self.features(self.val_x)
+            self._reference = {"n": len(self.val_y), **self._score(self.val_x, self.val_y, fake)}
         return self._reference
 
     def score(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
@@ -93,11 +92,10 @@ class QualityScorer:
             raise ConfigError(
                 f"score at least as many synthetic images as the val split has ({n_ref}); got {len(labels)}"
             )
-        result = {"n": len(labels), **self._score(images, labels)}
-        rng = np.random.default_rng(self.seed)
         fake = self.features(images)
-        subsets = self._matched_subsets(labels, n_ref, rng)
-        draws = [self._set_metrics(images[idx], fake[idx.numpy()]) for idx in subsets]
+        result = {"n": len(labels), **self._score(images, labels, fake)}
+        subsets = self._matched_subsets(labels, n_ref, np.random.default_rng(self.seed))
+        draws = [self._set_metrics(fake[idx.numpy()]) for idx in subsets]
         result["matched"] = {"n": n_ref} | {k: float(np.mean([d[k] for d in draws])) for k in SET_METRICS}
         result["matched"]["sd"] = {k: float(np.std([d[k] for d in draws], ddof=1)) for k in SET_METRICS}
         return result
@@ -115,11 +113,10 @@ class QualityScorer:
             for _ in range(self.subsets)
         ]
 
-    def _score(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    def _score(self, images: torch.Tensor, labels: torch.Tensor, fake: np.ndarray) -> dict[str, Any]:
         logits = teacher_logits(self.teacher, images.to(self.teacher.device)).cpu()
         result: dict[str, Any] = class_fidelity(logits, labels.cpu(), self.num_classes)
-        fake = self.features(images)
-        result |= self._set_metrics(images, fake)
+        result |= self._set_metrics(fake)
         per_class = []
         for k in range(self.num_classes):
             real_k, fake_k = self.train_features[self.train_y.numpy() == k], fake[labels.cpu().numpy() == k]
@@ -128,6 +125,6 @@ class QualityScorer:
         result["coverage_per_class"] = per_class
         return result
 
-    def _set_metrics(self, images: torch.Tensor, fake: np.ndarray) -> dict[str, float]:
-        fd = frechet_distance(self.extractor, self.train_x.to(self.teacher.device), images.to(self.teacher.device))
+    def _set_metrics(self, fake: np.ndarray) -> dict[str, float]:
+        fd = frechet_distance(self.train_features, fake)
         return {"fd": fd, **prdc_scores(self.train_features, fake, self.nearest_k)}
