@@ -13,7 +13,7 @@ from kr_lightning.data.arrays import to_uint8
 from kr_lightning.errors import ConfigError, RunExistsError
 from kr_lightning.grids import class_rows, save_grid
 from kr_lightning.models.loading import load_generator
-from kr_lightning.models.sampling import SamplerKind
+from kr_lightning.models.sampling import SamplerKind, check_interval
 from kr_lightning.models.speedups import GenPrecision, wants_bf16
 from kr_lightning.seeding import EXPORT, make_rng
 
@@ -45,6 +45,7 @@ def sample(
     steps: int | None = None,
     guidance: float | None = None,
     sampler: SamplerKind | None = None,
+    guidance_interval: list[float] | None = None,
     seed: int = 0,
     batch_size: int = 256,
     device: str = "auto",
@@ -63,7 +64,8 @@ def sample(
         counts: Images for each class, in class order.
         steps: Sampler steps (default: the generator's).
         guidance: Classifier-free guidance scale (default: the generator's).
-        sampler: ``ddpm``, ``ddim`` or ``dpmsolver++`` (default: the generator's).
+        sampler: ``ddpm``, ``ddim``, ``dpmsolver++`` or ``unipc`` (default: the generator's).
+        guidance_interval: Guide only at noise levels ``lo < sigma <= hi`` (default: every step).
         seed: Seed of the sampling noise.
         batch_size: Images per denoising batch.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
@@ -88,6 +90,7 @@ def sample(
         num_inference_steps=steps,
         guidance_scale=guidance,
         sampler=sampler,
+        guidance_interval=None if guidance_interval is None else check_interval(guidance_interval),
         batch_size=batch_size,
         progress=True,
     ).images

@@ -125,7 +125,26 @@ def test_selection_file_supplies_generator_and_knobs(tmp_path, tiny_generator_ru
     selection.write_text(json.dumps({"winner": winner}))
     dm = GKDDataModule(flag="digits", selection=str(selection), guidance=2.5)
     dm.setup("fit")
-    assert dm.knobs == {"steps": 3, "guidance": 2.5, "sampler": "dpmsolver++"}
+    assert dm.knobs == {"steps": 3, "guidance": 2.5, "sampler": "dpmsolver++", "guidance_interval": None}
+    selection.write_text(json.dumps({"winner": winner | {"guidance_interval": [0.5, 3.0]}}))
+    dm = GKDDataModule(flag="digits", selection=str(selection))
+    dm.setup("fit")
+    assert dm.knobs["guidance_interval"] == (0.5, 3.0)
+    assert dm.plan().data_overrides()["guidance_interval"] == [0.5, 3.0]
+    forced = GKDDataModule(flag="digits", selection=str(selection), guidance_interval=[0.0, float("inf")])
+    forced.setup("fit")
+    assert forced.knobs["guidance_interval"] == (0.0, float("inf"))
+
+
+def test_guidance_interval_sets_get_their_own_cache_key(tmp_path, tiny_generator_run):
+    every = gkd(tiny_generator_run, cache_dir=str(tmp_path / "cache"))
+    assert "guidance_interval" not in every.image_knobs()  # caches guided at every step keep their keys
+    # sigma in (0.5, 100]: the second of the two steps is guided, the first (sigma ~ 2e4) is not
+    interval = gkd(tiny_generator_run, cache_dir=str(tmp_path / "cache"), guidance_interval=[0.5, 100.0])
+    assert interval.image_knobs()["guidance_interval"] == (0.5, 100.0)
+    a, b = every.generate(0, rank=0, world_size=1).tensors[0], interval.generate(0, rank=0, world_size=1).tensors[0]
+    assert not torch.equal(a, b)
+    assert len(list((tmp_path / "cache").glob("set0000-rank0-*.pt"))) == 2
 
 
 def test_frozen_models_get_no_gradients_and_stay_out_of_the_student(tmp_path, tiny_generator_run, tiny_digits_teacher):
@@ -249,14 +268,15 @@ def test_bf16_sets_get_their_own_cache_key_and_float32_keys_do_not_change(tmp_pa
 
     monkeypatch.setattr("kr_lightning.models.speedups.bf16_unsupported", lambda device: None)
     exact = gkd(tiny_generator_run, cache_dir=str(tmp_path / "cache"))
-    assert exact.image_knobs() == exact.knobs  # the key float32 caches were written under before the option
+    old_keys = {k: v for k, v in exact.knobs.items() if k != "guidance_interval"}
+    assert exact.image_knobs() == old_keys  # the key float32 caches were written under before the options
     fast = gkd(tiny_generator_run, cache_dir=str(tmp_path / "cache"), gen_precision="bf16-mixed")
-    assert fast.image_knobs() == fast.knobs | {"autocast": "bfloat16"}
+    assert fast.image_knobs() == old_keys | {"autocast": "bfloat16"}
     a, b = exact.generate(0, rank=0, world_size=1).tensors[0], fast.generate(0, rank=0, world_size=1).tensors[0]
     assert not torch.equal(a, b) and (a - b).abs().mean() < 0.05
     assert len(list((tmp_path / "cache").glob("set0000-rank0-*.pt"))) == 2
     key = {"seed": 3, "set_index": 0, "rank": 0, "labels": exact.local_labels(1)}
-    assert cache.cache_file(tmp_path / "cache", exact.generator.source, "cpu", knobs=exact.knobs, **key).is_file()
+    assert cache.cache_file(tmp_path / "cache", exact.generator.source, "cpu", knobs=old_keys, **key).is_file()
     with pytest.raises(ConfigError, match="precision must be one of"):
         gkd(tiny_generator_run, gen_precision="16-mixed")
 

@@ -24,6 +24,9 @@ def test_quality_of_a_generator_writes_every_metric_beside_the_reference(
     assert len(result["synthetic"]["fidelity_per_class"]) == 10
     for key in ("fidelity", "fd", "precision", "recall", "density", "coverage"):
         assert key in result["synthetic"] and key in result["reference"]
+    main([*args, f"--generator={tiny_generator_run / 'export'}", "--steps=2", "--guidance_interval=[0.5, 100]"])
+    (path,) = tmp_path.glob("*-i0.5-100-*.json")
+    assert json.loads(path.read_text())["knobs"]["guidance_interval"] == [0.5, 100.0]
 
 
 def test_quality_of_the_real_train_split_as_an_npz(tmp_path, tiny_digits_teacher, capsys):

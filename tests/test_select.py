@@ -139,3 +139,19 @@ def test_quality_criteria_need_a_teacher(tmp_path, tiny_generator_run, capsys):
     with pytest.raises(SystemExit):
         run_select(tiny_generator_run, tmp_path, "--criterion=fd")
     assert "needs the quality metrics" in capsys.readouterr().err
+
+
+def test_select_tries_guidance_intervals_and_old_candidate_names_stay(tmp_path, tiny_generator_run):
+    import hashlib
+
+    from kr_lightning.distill.candidates import Candidate
+
+    result = run_select(tiny_generator_run, tmp_path / "select", "--interval_grid=[null, [0.5, 100.0]]")
+    intervals = sorted(str(k["guidance_interval"]) for k in result["knobs"])
+    assert intervals == ["None", "None", "[0.5, 100.0]", "[0.5, 100.0]"]
+    assert "guidance_interval" in result["winner"]
+    every = Candidate("g.ckpt", 10, 2.0, "dpmsolver++")
+    fields = {"generator": "g.ckpt", "steps": 10, "guidance": 2.0, "sampler": "dpmsolver++"}
+    digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+    assert every.key == f"g-dpmsolver++-s10-g2-{digest}"  # results scored before the option are reused
+    assert Candidate("g.ckpt", 10, 2.0, "dpmsolver++", (0.5, 3.0)).key.startswith("g-dpmsolver++-s10-g2-i0.5-3-")

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from kr_lightning.data.datamodule import ImageDataModule
 from kr_lightning.distill import cache
 from kr_lightning.distill.deferred import DeferredDataset
-from kr_lightning.distill.plan import SyntheticPlan
+from kr_lightning.distill.plan import KNOBS, SyntheticPlan, resolve_knobs
 from kr_lightning.distill.schedule import set_index
 from kr_lightning.distill.synthesis import (
     balanced_labels,
@@ -72,6 +72,8 @@ class GKDDataModule(ImageDataModule):
         steps: Sampler steps (``None``: selection, else the generator's default).
         guidance: Guidance scale (``None``: selection, else the generator's default).
         sampler: Sampler kind (``None``: selection, else the generator's default).
+        guidance_interval: Guide only at noise levels ``lo < sigma <= hi`` (``None``: selection, else every step;
+            ``[0, .inf]`` guides every step whatever the selection chose).
         label_on_view: Label each batch on its augmented view (else once per generated set).
         batch_size: Student batch size.
         gen_batch_size: Images per denoising batch.
@@ -100,6 +102,7 @@ class GKDDataModule(ImageDataModule):
         steps: int | None = None,
         guidance: float | None = None,
         sampler: SamplerKind | None = None,
+        guidance_interval: list[float] | None = None,
         label_on_view: bool = True,
         batch_size: int = 64,
         gen_batch_size: int = 256,
@@ -130,7 +133,7 @@ class GKDDataModule(ImageDataModule):
         self.multiplier = multiplier
         self.counts = counts
         self.class_balance = class_balance
-        self.knobs: dict[str, Any] = {"steps": steps, "guidance": guidance, "sampler": sampler}
+        self.knobs: dict[str, Any] = dict(zip(KNOBS, (steps, guidance, sampler, guidance_interval), strict=True))
         self.label_on_view = label_on_view
         self.gen_batch_size = gen_batch_size
         self.speedups = {"channels_last": channels_last, "compile": compile_unet, "bf16": wants_bf16(gen_precision)}
@@ -145,17 +148,14 @@ class GKDDataModule(ImageDataModule):
         return self.teacher_ckpt is not None
 
     # -- setup ---------------------------------------------------------------------------------------------------
-    def resolved_sampling(self) -> dict[str, Any]:
-        """Generator path and sampling knobs after applying ``selection`` (explicit values win)."""
-        chosen: dict[str, Any] = {"generator": self.generator_path, **self.knobs}
-        if self.selection is not None:
-            winner = read_json(self.selection).get("winner")
-            if not isinstance(winner, dict):
-                raise ConfigError(f"{self.selection} has no 'winner'; rerun `python -m kr_lightning select`")
-            for key in chosen:
-                if chosen[key] is None:
-                    chosen[key] = winner.get(key)
-        return chosen
+    def selection_winner(self) -> dict[str, Any] | None:
+        """The winner of ``selection.json`` (``None`` without a selection)."""
+        if self.selection is None:
+            return None
+        winner = read_json(self.selection).get("winner")
+        if not isinstance(winner, dict):
+            raise ConfigError(f"{self.selection} has no 'winner'; rerun `python -m kr_lightning select`")
+        return winner
 
     def setup(self, stage: str | None = None) -> None:
         """Load the real splits, the frozen generator and teacher; check the Trainer's reload setting."""
@@ -171,14 +171,13 @@ class GKDDataModule(ImageDataModule):
         if self.generator is not None:
             return
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        chosen = self.resolved_sampling()
-        self.generator = load_generator(chosen["generator"], device=device).optimize(**self.speedups)
+        winner = self.selection_winner()
+        path = self.generator_path or (winner or {}).get("generator")
+        self.generator = load_generator(path, device=device).optimize(**self.speedups)
         g = self.generator
         check_fits_data("generator", g.source, g.num_classes, g.in_channels, g.image_size, self.info)
-        for key in ("steps", "guidance", "sampler"):
-            if chosen[key] is None:
-                chosen[key] = getattr(g, {"steps": "sample_steps", "guidance": "sample_guidance"}.get(key, key))
-        self.knobs = {k: chosen[k] for k in ("steps", "guidance", "sampler")}
+        defaults = {"steps": g.sample_steps, "guidance": g.sample_guidance, "sampler": g.sampler}
+        self.knobs = resolve_knobs(self.knobs, winner, defaults)
         if self.teacher_ckpt is not None:
             self.teacher = load_classifier(self.teacher_ckpt, device=device)
             hp = self.teacher.hparams
@@ -196,6 +195,7 @@ class GKDDataModule(ImageDataModule):
             sampler=str(self.knobs["sampler"]),
             counts=tuple(int(c) for c in counts),
             seed=self.seed,
+            guidance_interval=self.knobs["guidance_interval"],
         )
 
     # -- the synthetic set ---------------------------------------------------------------------------------------
@@ -225,12 +225,13 @@ class GKDDataModule(ImageDataModule):
     def image_knobs(self) -> dict[str, Any]:
         """The sampling knobs the images depend on (the cache key).
 
-        Steps, guidance, sampler and, when not float32, the precision the generator actually runs in (so float32
-        caches keep the keys they had before the option existed).
+        Steps, guidance, sampler, the guidance interval when set and, when not float32, the precision the generator
+        actually runs in (so float32 caches guided at every step keep the keys they had before these options).
         """
         assert self.generator is not None, "call setup() first"
         dtype = self.generator.autocast
-        return self.knobs if dtype is None else self.knobs | {"autocast": str(dtype).removeprefix("torch.")}
+        knobs = {k: v for k, v in self.knobs.items() if not (k == "guidance_interval" and v is None)}
+        return knobs if dtype is None else knobs | {"autocast": str(dtype).removeprefix("torch.")}
 
     def generation_rng(self, set_index: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
         """The sampling-noise rng of set ``set_index`` on ``rank`` (stream ``GENERATION``)."""

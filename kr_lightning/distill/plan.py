@@ -8,8 +8,31 @@ another GKD data module as config values, so nothing is re-derived elsewhere.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from kr_lightning.models.sampling import GuidanceInterval, check_interval
+
+KNOBS = ("steps", "guidance", "sampler", "guidance_interval")
+
+
+def resolve_knobs(
+    explicit: Mapping[str, Any], winner: Mapping[str, Any] | None, defaults: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Sampling knobs: explicit values win, then the selection's winner, then the generator's defaults.
+
+    ``guidance_interval`` has no generator default: unset everywhere, every step is guided.
+    """
+    knobs = {}
+    for key in KNOBS:
+        value = explicit.get(key)
+        if value is None and winner is not None:
+            value = winner.get(key)
+        knobs[key] = defaults.get(key) if value is None else value
+    if knobs["guidance_interval"] is not None:
+        knobs["guidance_interval"] = check_interval(knobs["guidance_interval"])
+    return knobs
 
 
 @dataclass(frozen=True)
@@ -21,6 +44,7 @@ class SyntheticPlan:
         steps: Sampler steps.
         guidance: Guidance scale.
         sampler: Sampler kind.
+        guidance_interval: Noise levels ``(lo, hi]`` where guidance applies (``None``: every step).
         counts: Images per class of one set (summed over ranks).
         seed: Noise seed of the sets (set ``i`` of rank ``r`` is a pure function of it).
     """
@@ -31,6 +55,7 @@ class SyntheticPlan:
     sampler: str
     counts: tuple[int, ...]
     seed: int
+    guidance_interval: GuidanceInterval | None = None
 
     @property
     def size(self) -> int:
@@ -45,6 +70,7 @@ class SyntheticPlan:
             "steps": self.steps,
             "guidance": self.guidance,
             "sampler": self.sampler,
+            "guidance_interval": None if self.guidance_interval is None else list(self.guidance_interval),
             "counts": list(self.counts),
             "seed": self.seed,
         }

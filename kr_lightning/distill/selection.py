@@ -12,62 +12,24 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 from torch import nn
 
 from kr_lightning import artifacts
 from kr_lightning.data.datamodule import ImageDataModule
+from kr_lightning.distill.candidates import Candidate, QuickStudent, candidate_quality, score_candidate
 from kr_lightning.distill.criteria import Criterion, best_of
-from kr_lightning.distill.datamodule import GKDDataModule
 from kr_lightning.distill.selection_plot import plot_selection
 from kr_lightning.errors import ConfigError, MissingInputError
 from kr_lightning.models.networks import SmallCNN
-from kr_lightning.models.sampling import SamplerKind
+from kr_lightning.models.sampling import SamplerKind, check_interval
 from kr_lightning.models.speedups import GenPrecision
-from kr_lightning.models.student import Student
-from kr_lightning.quality.command import generated_images
 from kr_lightning.quality.scorer import QualityScorer
 from kr_lightning.seeding import SCHEME
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One point of the search: a generator and its sampling knobs."""
-
-    generator: str
-    steps: int
-    guidance: float
-    sampler: str
-
-    @property
-    def key(self) -> str:
-        """Stable file name of this candidate's result."""
-        digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
-        return f"{Path(self.generator).stem}-{self.sampler}-s{self.steps}-g{self.guidance:g}-{digest}"
-
-
-@dataclass(frozen=True)
-class QuickStudent:
-    """The recipe that scores a candidate (kept small: it runs once per candidate and seed)."""
-
-    net: Callable[[int, int], nn.Module]
-    labels: Literal["hard", "soft"]
-    teacher_ckpt: str | None
-    epochs: int
-    lr: float
-    weight_decay: float
-    batch_size: int
-    multiplier: float
-    class_balance: str
-    seeds: list[int]
-    accelerator: str
-    gen_precision: str = "32-true"
 
 
 def generator_checkpoints(run: Path) -> list[Path]:
@@ -79,81 +41,6 @@ def generator_checkpoints(run: Path) -> list[Path]:
             "(its ModelCheckpoint keeps one every N epochs)"
         )
     return found
-
-
-def checkpoint_epoch(path: str) -> int | None:
-    """The epoch number in a ``gen-epochNNN.ckpt`` name."""
-    match = re.search(r"epoch(\d+)", Path(path).stem)
-    return int(match.group(1)) if match else None
-
-
-def score_candidate(candidate: Candidate, real: ImageDataModule, recipe: QuickStudent, seed: int) -> dict[str, Any]:
-    """Train ``recipe`` on one static synthetic set of ``candidate`` per seed; mean final val accuracy / AUC."""
-    data = GKDDataModule(
-        **real.dataset_kwargs(),
-        generator=candidate.generator,
-        teacher_ckpt=recipe.teacher_ckpt if recipe.labels == "soft" else None,
-        regenerate_every=0,
-        multiplier=recipe.multiplier,
-        class_balance=recipe.class_balance,  # type: ignore[arg-type]
-        steps=candidate.steps,
-        guidance=candidate.guidance,
-        sampler=candidate.sampler,  # type: ignore[arg-type]
-        batch_size=recipe.batch_size,
-        gen_precision=recipe.gen_precision,  # type: ignore[arg-type]
-        seed=seed,
-    )
-    runs = []
-    for student_seed in recipe.seeds:
-        L.seed_everything(student_seed, verbose=False)
-        student = Student(
-            num_classes=real.num_classes,
-            in_channels=real.in_channels,
-            image_size=real.image_size,
-            net=recipe.net,
-            lr=recipe.lr,
-            weight_decay=recipe.weight_decay,
-            alpha=1.0 if recipe.labels == "hard" else 0.0,
-        )
-        trainer = L.Trainer(
-            max_epochs=recipe.epochs,
-            accelerator=recipe.accelerator,
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            check_val_every_n_epoch=recipe.epochs,
-            reload_dataloaders_every_n_epochs=1,
-        )
-        trainer.fit(student, datamodule=data)
-        metrics = trainer.callback_metrics
-        runs.append({"seed": student_seed, "val_acc": float(metrics["val/acc"]), "val_auc": float(metrics["val/auc"])})
-    gen_seconds = data.last_stats["gen_seconds"]
-    return {
-        **asdict(candidate),
-        "epoch": checkpoint_epoch(candidate.generator),
-        "val_acc": sum(r["val_acc"] for r in runs) / len(runs),
-        "val_auc": sum(r["val_auc"] for r in runs) / len(runs),
-        "runs": runs,
-        "gen_seconds": gen_seconds,
-        "teacher_agreement": data.last_stats.get("teacher_agreement"),
-    }
-
-
-def candidate_quality(candidate: Candidate, scorer: QualityScorer, n: int, seed: int) -> dict[str, Any]:
-    """The quality metrics of ``n`` class-balanced images of ``candidate`` (the same noise for every candidate)."""
-    images, labels, _ = generated_images(
-        candidate.generator,
-        scorer.num_classes,
-        n,
-        steps=candidate.steps,
-        guidance=candidate.guidance,
-        sampler=candidate.sampler,  # type: ignore[arg-type]
-        seed=seed,
-    )
-    return scorer.score(images, labels)
 
 
 def describe_net(net: Callable[..., nn.Module]) -> str:
@@ -215,9 +102,11 @@ def select(
     steps: int = 20,
     guidance: float = 2.0,
     sampler: SamplerKind = "ddim",
+    guidance_interval: list[float] | None = None,
     guidance_grid: list[float] = [1.0, 2.0, 3.0],  # noqa: B006 - jsonargparse needs a literal default
     steps_grid: list[int] = [10, 20],  # noqa: B006
     sampler_grid: list[SamplerKind] = ["dpmsolver++"],  # noqa: B006
+    interval_grid: list[list[float] | None] = [None],  # noqa: B006
     labels: Literal["hard", "soft"] = "hard",
     teacher_ckpt: str | None = None,
     net: Callable[[int, int], nn.Module] = SmallCNN,
@@ -239,7 +128,8 @@ def select(
     """Checkpoint optimisation, then sampling tuning, by CAS on the real validation split.
 
     Stage 1 scores every kept generator checkpoint with fixed knobs (``steps``, ``guidance``, ``sampler``);
-    stage 2 scores the best checkpoint on the grid ``sampler_grid x steps_grid x guidance_grid``. Writes
+    stage 2 scores the best checkpoint on the grid ``sampler_grid x steps_grid x guidance_grid x interval_grid``.
+    Writes
     ``<out>/selection.json`` (every candidate's val accuracy / AUC and the winner, which the student config reads
     through ``data.selection``) and ``<out>/selection.png``.
 
@@ -251,9 +141,12 @@ def select(
         steps: Sampler steps while scoring checkpoints.
         guidance: Guidance scale while scoring checkpoints.
         sampler: Sampler while scoring checkpoints.
+        guidance_interval: Guidance interval ``[lo, hi]`` of noise levels while scoring checkpoints (``None``:
+            every step guided).
         guidance_grid: Guidance scales tried in stage 2.
         steps_grid: Step counts tried in stage 2.
         sampler_grid: Samplers tried in stage 2.
+        interval_grid: Guidance intervals tried in stage 2 (``null``: every step guided).
         labels: Quick-student labels: the generator's class (``hard``) or the teacher's softmax (``soft``).
         teacher_ckpt: Teacher checkpoint: the soft labels, and the class judge and feature space of the quality
             metrics (:mod:`kr_lightning.quality`); ``None`` scores by CAS alone.
@@ -301,10 +194,13 @@ def select(
             f"criterion {criterion!r} needs the quality metrics: set teacher_ckpt and quality_samples > 0"
         )
     quality = None if scorer is None else (scorer, quality_samples)
-    stage1 = [Candidate(p, steps, guidance, sampler) for p in paths]
+    interval = None if guidance_interval is None else check_interval(guidance_interval)
+    intervals = [None if i is None else check_interval(i) for i in interval_grid]
+    stage1 = [Candidate(p, steps, guidance, sampler, interval) for p in paths]
     by_checkpoint = run_search(stage1, data, recipe, seed, folder / "candidates", quality)
     best_ckpt = best_of(by_checkpoint, criterion)["generator"]
-    stage2 = [Candidate(best_ckpt, st, g, s) for s in sampler_grid for st in steps_grid for g in guidance_grid]
+    grid = [(s, st, g, i) for s in sampler_grid for st in steps_grid for g in guidance_grid for i in intervals]
+    stage2 = [Candidate(best_ckpt, st, g, s, i) for s, st, g, i in grid]
     by_knobs = run_search(stage2, data, recipe, seed, folder / "candidates", quality)
     winner = best_of(by_knobs + [r for r in by_checkpoint if r["generator"] == best_ckpt], criterion)
     summary = {
@@ -317,7 +213,7 @@ def select(
         "checkpoints": by_checkpoint,
         "knobs": by_knobs,
         "winner": {k: winner[k] for k in ("generator", "steps", "guidance", "sampler", "val_acc", "val_auc")}
-        | {"quality": winner.get("quality")},
+        | {"guidance_interval": winner.get("guidance_interval"), "quality": winner.get("quality")},
     }
     artifacts.write_json(folder / "selection.json", summary)
     plot_selection(folder / "selection.png", by_checkpoint, by_knobs)

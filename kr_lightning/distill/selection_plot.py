@@ -8,6 +8,12 @@ from typing import Any
 from kr_lightning import artifacts
 
 
+def interval_label(result: dict[str, Any]) -> str:
+    """A label line ``σ∈(lo, hi]`` for a candidate guided on an interval, else nothing."""
+    interval = result.get("guidance_interval")
+    return "" if interval is None else f"\nσ∈({interval[0]:g}, {interval[1]:g}]"
+
+
 def plot_selection(path: Path, checkpoints: list[dict[str, Any]], knobs: list[dict[str, Any]]) -> None:
     """Val CAS (and the teacher's class fidelity, when scored) per checkpoint epoch (left), per setting (right)."""
     import matplotlib
@@ -23,7 +29,7 @@ def plot_selection(path: Path, checkpoints: list[dict[str, Any]], knobs: list[di
         left.plot(xs, [r["quality"]["fidelity"] for r in checkpoints], "^:", label="class fidelity")
     left.set(xlabel="generator epoch", ylabel="score", title="checkpoint optimisation")
     left.legend()
-    labels = [f"{r['sampler']}\n{r['steps']} st, w={r['guidance']:g}" for r in knobs]
+    labels = [f"{r['sampler']}\n{r['steps']} st, w={r['guidance']:g}{interval_label(r)}" for r in knobs]
     right.bar(range(len(knobs)), [r["val_acc"] for r in knobs], label="val acc")
     if all(r.get("quality") for r in knobs):
         right.plot(range(len(knobs)), [r["quality"]["fidelity"] for r in knobs], "k^", label="class fidelity")

@@ -10,7 +10,7 @@ from torch import nn
 
 from kr_lightning.errors import ConfigError
 from kr_lightning.models.generator_pipeline import ClassConditionalPipeline
-from kr_lightning.models.sampling import SamplerKind
+from kr_lightning.models.sampling import GuidanceInterval, SamplerKind
 
 
 def balanced_labels(num_classes: int, n: int) -> torch.Tensor:
@@ -58,6 +58,7 @@ def synthesize(
     steps: int,
     guidance: float,
     sampler: SamplerKind,
+    guidance_interval: GuidanceInterval | None = None,
     batch_size: int = 256,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -68,6 +69,7 @@ def synthesize(
         num_inference_steps=steps,
         guidance_scale=guidance,
         sampler=sampler,
+        guidance_interval=guidance_interval,
         batch_size=batch_size,
         progress=progress,
     ).images

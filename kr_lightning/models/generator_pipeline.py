@@ -28,7 +28,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from kr_lightning.errors import ConfigError
 from kr_lightning.models import speedups
-from kr_lightning.models.sampling import SAMPLERS, SamplerKind, sample
+from kr_lightning.models.sampling import SAMPLERS, GuidanceInterval, SamplerKind, sample
 
 
 class ClassConditionalPipeline(DiffusionPipeline):
@@ -127,6 +127,7 @@ class ClassConditionalPipeline(DiffusionPipeline):
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         sampler: SamplerKind | None = None,
+        guidance_interval: GuidanceInterval | None = None,
         output_type: Literal["pt", "np"] = "pt",
         return_dict: bool = True,
         batch_size: int = 256,
@@ -140,7 +141,9 @@ class ClassConditionalPipeline(DiffusionPipeline):
                 noise is drawn. Required: the global RNG is never used.
             num_inference_steps: Sampler steps (``None``: ``sample_steps``).
             guidance_scale: Classifier-free guidance scale ``w`` (``None``: ``sample_guidance``; 1 = no guidance).
-            sampler: ``ddpm``, ``ddim`` or ``dpmsolver++`` (``None``: the configured ``sampler``).
+            sampler: ``ddpm``, ``ddim``, ``dpmsolver++`` or ``unipc`` (``None``: the configured ``sampler``).
+            guidance_interval: Guide only the steps whose noise level ``sigma`` lies in ``(lo, hi]``
+                (:func:`kr_lightning.models.sampling.sample`); ``None``: every step.
             output_type: ``pt``: ``(N, C, H, W)`` float32 tensor in ``[-1, 1]`` on the UNet's device; ``np``:
                 ``(N, H, W, C)`` float32 array in ``[0, 1]`` (diffusers' numpy convention).
             return_dict: Return an ``ImagePipelineOutput`` (else a one-element tuple).
@@ -165,6 +168,7 @@ class ClassConditionalPipeline(DiffusionPipeline):
                 steps=self.sample_steps if num_inference_steps is None else num_inference_steps,
                 guidance=self.sample_guidance if guidance_scale is None else guidance_scale,
                 sampler=self.sampler if sampler is None else sampler,
+                guidance_interval=guidance_interval,
                 null_label=self.num_classes,
                 rng=generator,
                 batch_size=batch_size,

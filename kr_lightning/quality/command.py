@@ -15,7 +15,7 @@ from kr_lightning.data.datamodule import ImageDataModule
 from kr_lightning.distill.synthesis import balanced_labels, synthesize
 from kr_lightning.errors import ConfigError, MissingInputError
 from kr_lightning.models.loading import load_generator
-from kr_lightning.models.sampling import SamplerKind
+from kr_lightning.models.sampling import GuidanceInterval, SamplerKind, check_interval, knobs_name
 from kr_lightning.quality.scorer import SET_METRICS, QualityScorer
 from kr_lightning.seeding import QUALITY, make_rng
 
@@ -29,6 +29,7 @@ def generated_images(
     guidance: float | None,
     sampler: SamplerKind | None,
     seed: int,
+    guidance_interval: GuidanceInterval | None = None,
     batch_size: int = 256,
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -40,6 +41,7 @@ def generated_images(
         "steps": pipe.sample_steps if steps is None else steps,
         "guidance": pipe.sample_guidance if guidance is None else guidance,
         "sampler": pipe.sampler if sampler is None else sampler,
+        "guidance_interval": None if guidance_interval is None else check_interval(guidance_interval),
     }
     labels = balanced_labels(num_classes, n)
     rng = make_rng(seed, stream=QUALITY)  # the same noise for every generator and knob setting scored
@@ -82,6 +84,7 @@ def quality(
     steps: int | None = None,
     guidance: float | None = None,
     sampler: SamplerKind | None = None,
+    guidance_interval: list[float] | None = None,
     seed: int = 0,
     out: str | None = None,
     run_root: str = "runs",
@@ -102,6 +105,7 @@ def quality(
         steps: Sampler steps (``None``: the generator's default).
         guidance: Guidance scale (``None``: the generator's default).
         sampler: Sampler (``None``: the generator's default).
+        guidance_interval: Guide only at noise levels ``lo < sigma <= hi`` (``None``: every step).
         seed: Seed of the sampling noise and of the matched subsets.
         out: Folder for the result JSON (``None``: print only).
         run_root: Root of the run folders (recipes derive ``seed_dir`` and the paths above from it).
@@ -111,10 +115,19 @@ def quality(
         raise ConfigError("give exactly one of --generator (checkpoint or export folder) or --npz")
     scorer = QualityScorer.from_data(data, teacher_ckpt, seed=seed)
     if generator is not None:
+        interval = None if guidance_interval is None else check_interval(guidance_interval)
         images, labels, knobs = generated_images(
-            generator, data.num_classes, n, steps=steps, guidance=guidance, sampler=sampler, seed=seed, progress=True
+            generator,
+            data.num_classes,
+            n,
+            steps=steps,
+            guidance=guidance,
+            sampler=sampler,
+            guidance_interval=interval,
+            seed=seed,
+            progress=True,
         )
-        source, name = generator, f"{Path(generator).stem}-{knobs['sampler']}-s{knobs['steps']}-g{knobs['guidance']:g}"
+        source, name = generator, f"{Path(generator).stem}-{knobs_name(**knobs)}"
     else:
         images, labels = npz_images(npz, data.num_classes)
         source, name, knobs = npz, Path(npz).stem, {}

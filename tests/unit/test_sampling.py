@@ -3,7 +3,17 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from conftest import tiny_unet
-from kr_lightning.models.sampling import guided_prediction, sample
+from kr_lightning.errors import ConfigError
+from kr_lightning.models.sampling import (
+    check_interval,
+    guided_prediction,
+    guided_steps,
+    knobs_name,
+    make_scheduler,
+    noise_levels,
+    sample,
+    unet_rows,
+)
 from kr_lightning.models.unet import build_unet, padded_size
 from kr_lightning.seeding import SAMPLING, make_rng
 
@@ -34,7 +44,7 @@ def test_same_rng_same_images_and_range(unet, config):
     assert not torch.equal(a, draw(unet, config, rng=make_rng(8, stream=SAMPLING)))
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmsolver++"])
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmsolver++", "unipc"])
 def test_every_sampler_is_deterministic_given_rng(unet, config, sampler):
     a, b = draw(unet, config, sampler=sampler), draw(unet, config, sampler=sampler)
     assert torch.equal(a, b) and torch.isfinite(a).all()
@@ -169,3 +179,52 @@ def test_few_step_samplers_do_not_blow_up_before_the_final_clamp(unet, config):
         for t in scheduler.timesteps:
             x = scheduler.step(guided_prediction(unet, x, t, labels, 2.0, K), t, x).prev_sample
     assert x.abs().max() < 1.5
+
+
+def rows_per_forward(unet):
+    """Count the UNet rows each forward of ``unet`` runs (a forward hook; removed by the caller)."""
+    rows: list[int] = []
+    handle = unet.register_forward_hook(lambda _m, args, _out: rows.append(len(args[0])))
+    return rows, handle
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmsolver++", "unipc"])
+def test_guidance_interval_bounds_select_the_steps(unet, config, sampler):
+    every = draw(unet, config, sampler=sampler)
+    torch.testing.assert_close(draw(unet, config, sampler=sampler, guidance_interval=(0.0, float("inf"))), every)
+    none = draw(unet, config, sampler=sampler, guidance_interval=(1e6, 1e7))  # above every step's sigma
+    torch.testing.assert_close(none, draw(unet, config, sampler=sampler, guidance=1.0))
+    assert not torch.allclose(none, every)
+    rows, handle = rows_per_forward(unet)
+    try:
+        draw(unet, config, sampler=sampler, guidance_interval=(0.5, 3.0))
+    finally:
+        handle.remove()
+    scheduler = make_scheduler(config, sampler)
+    scheduler.set_timesteps(4)
+    sigmas = noise_levels(scheduler)
+    guided = [0.5 < s <= 3.0 for s in sigmas.tolist()]
+    assert rows == [12 if g else 6 for g in guided] and 0 < sum(guided) < 4
+    assert unet_rows(4, sum(guided)) == sum(rows) // 6
+
+
+def test_noise_levels_follow_alpha_bar(config):
+    scheduler = make_scheduler(config, "dpmsolver++")
+    scheduler.set_timesteps(5)
+    alpha_bar = scheduler.alphas_cumprod[scheduler.timesteps.long()]
+    sigmas = noise_levels(scheduler)
+    torch.testing.assert_close(sigmas.float(), ((1 - alpha_bar) / alpha_bar).sqrt().float())
+    assert torch.all(sigmas[:-1] > sigmas[1:])  # noise decreases along the trajectory
+    assert guided_steps(sigmas, None) == [True] * 5
+    assert guided_steps(sigmas, (float(sigmas[2]), float(sigmas[1]))) == [False, True, False, False, False]
+
+
+@pytest.mark.parametrize("interval", [(1.0, 0.5), (-1.0, 2.0), (2.0, 2.0), (1.0,)])
+def test_bad_guidance_interval_is_one_clear_error(interval):
+    with pytest.raises(ConfigError, match="guidance_interval must be"):
+        check_interval(interval)
+
+
+def test_knobs_name_tags_the_interval():
+    assert knobs_name("dpmsolver++", 10, 2.0) == "dpmsolver++-s10-g2"
+    assert knobs_name("unipc", 5, 2.5, (0.3, 3.0)) == "unipc-s5-g2.5-i0.3-3"
