@@ -19,6 +19,7 @@ import argparse
 import copy
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -99,16 +100,19 @@ def main(argv: list[str] | None = None) -> None:
     set_labels = balanced_labels(data.num_classes, n_set)
     draws = {s["name"]: drawer(pipes, s, args.batch) for s in settings}
     warmup = {}
+    shapes = set_labels[: args.batch + n_set % args.batch]  # a full batch and the last, smaller one
     for name, draw in draws.items():  # compile every batch shape once (guided and plain steps differ)
         start = time.perf_counter()
-        draw(set_labels, make_rng(args.seed, 99, stream=GENERATION))
+        draw(shapes, make_rng(args.seed, 99, stream=GENERATION))
         warmup[name] = time.perf_counter() - start
+        print(f"frontier: {name} warmed up in {warmup[name]:.1f} s", file=sys.stderr, flush=True)
     seconds: dict[str, list[float]] = {name: [] for name in draws}
     for r in range(args.rounds):
         for name, draw in draws.items():
             start = time.perf_counter()
             draw(set_labels, make_rng(args.seed, r, stream=GENERATION))
             seconds[name].append(time.perf_counter() - start)
+        print(f"frontier: timing round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     baseline = settings[0]["name"]
     scorer = QualityScorer.from_data(data, args.teacher, seed=args.seed)
     quality_labels = balanced_labels(data.num_classes, args.n_quality)
@@ -132,9 +136,9 @@ def main(argv: list[str] | None = None) -> None:
             ]
             row["spread"] = {m: [q["matched"].get(m, q[m]) for q in spread] for m in METRICS}
         if args.cas_seeds:
-            recipe = QuickStudent(
-                SmallCNN, "hard", None, 30, 2e-3, 1e-3, 64, 1.0, "uniform", list(range(args.cas_seeds)), "cpu"
-            )
+            seeds = list(range(args.cas_seeds))
+            precision = "bf16-mixed" if s["bf16"] else "32-true"  # the quick students' set in the setting's precision
+            recipe = QuickStudent(SmallCNN, "hard", None, 30, 2e-3, 1e-3, 64, 1.0, "uniform", seeds, "auto", precision)
             candidate = Candidate(args.generator, s["steps"], s["guidance"], s["sampler"], s["guidance_interval"])
             cas = score_candidate(candidate, data, recipe, args.seed)
             row |= {"val_acc": cas["val_acc"], "val_auc": cas["val_auc"], "cas_runs": cas["runs"]}
