@@ -73,6 +73,7 @@ def mia(
     shift: int = 1,
     rmia_refs: list[int] = [1, 2, 4],  # noqa: B006 - jsonargparse needs a literal default
     rmia_a: float = 0.3,
+    rmia_tie_break: bool = False,
     n_boot: int = 1000,
     top_k: int = 20,
 ) -> Path:
@@ -105,6 +106,7 @@ def mia(
             where the dataset's fragment enables it (a label-preserving flip).
         rmia_refs: Numbers of OUT references for RMIA.
         rmia_a: RMIA offline parameter ``a``.
+        rmia_tie_break: Rank RMIA's equal counts by the likelihood ratio (not the paper's score; off by default).
         n_boot: Bootstrap replicates for the CIs.
         top_k: Most exposed training images listed per model.
     """
@@ -151,10 +153,11 @@ def mia(
     member = pool.is_target_member
     models: dict[str, Any] = {}
     exposed: dict[str, Any] = {}
+    rmia = {"rmia_refs": rmia_refs, "rmia_a": rmia_a, "rmia_tie_break": rmia_tie_break}
     for kind, target in targets.items():
         refs = np.stack([r[kind] for r in records])
-        scores = attack_scores(target, refs, keep, pool.labels, ~member, rmia_refs=rmia_refs, rmia_a=rmia_a)
-        pooled, pooled_member, groups = pooled_scores(refs, keep, pool.labels, rmia_refs=rmia_refs, rmia_a=rmia_a)
+        scores = attack_scores(target, refs, keep, pool.labels, ~member, **rmia)
+        pooled, pooled_member, groups = pooled_scores(refs, keep, pool.labels, **rmia)
         models[kind] = {"attacks": summarize_all(scores, member, rng, n_boot)}
         models[f"{kind}, pooled over {n_references} reference targets"] = {
             "attacks": summarize_all(pooled, pooled_member, rng, n_boot, groups)
@@ -174,6 +177,7 @@ def mia(
         "note": MODE_NOTE[mode],
         "mode": mode,
         "n_references": n_references,
+        "rmia": rmia,
         "pool": {"n": len(pool), "members_of_deployed": int(member.sum()), "queries": int(targets["teacher"].shape[1])},
         "models": models,
         "distinguishable_from_chance": {

@@ -6,7 +6,6 @@ references' membership ``ref_keep`` ``(R, N)``. Outputs are per-example scores (
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -34,6 +33,7 @@ def attack_scores(
     *,
     rmia_refs: list[int],
     rmia_a: float,
+    rmia_tie_break: bool = False,
 ) -> dict[str, np.ndarray]:
     """Every attack's ``(N,)`` scores for one target.
 
@@ -45,6 +45,7 @@ def attack_scores(
         population: ``(N,)`` bool, the examples the target never trained on (RMIA's population Z).
         rmia_refs: Numbers of OUT references for RMIA.
         rmia_a: RMIA's offline parameter ``a``.
+        rmia_tie_break: Rank RMIA's equal counts by the likelihood ratio (off: the paper's score).
     """
     phi_t, phi_r = logit_scaled_confidence(target, labels), logit_scaled_confidence(refs, labels)
     prob_t = true_class_probability(target, labels).mean(-1)
@@ -56,17 +57,19 @@ def attack_scores(
         "lira_online_fixed_var": lira_online(phi_t, phi_r, ref_keep, fix_variance=True),
         "lira_offline_fixed_var": lira_offline(phi_t, phi_r, ref_keep, fix_variance=True),
     }
-    # P_OUT(z) of a population point: mean over the references that did not train on it
-    pop_out = np.where(ref_keep[:, population], np.nan, prob_r[:, population])
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: handled just below
-        pop_mean = np.nanmean(pop_out, axis=0)
-        fallback = np.nanmean(pop_mean) if np.isfinite(pop_mean).any() else float(np.mean(prob_r))
-    pop_mean = np.where(np.isnan(pop_mean), fallback, pop_mean)
-    pop_ref = np.repeat(pop_mean[None], len(refs), axis=0)  # (R, Z): rows identical, any n_ref gives the mean
+    # P_OUT of an audited example and of a population point alike: the first n_ref references that did not
+    # train on it (the same count on both sides of the likelihood ratio)
     for n_ref in rmia_refs:
         scores[f"rmia_offline_{n_ref}ref"] = rmia_offline(
-            prob_t, prob_r, prob_t[population], pop_ref, rmia_a, ref_out_mask=~ref_keep, n_ref=n_ref
+            prob_t,
+            prob_r,
+            prob_t[population],
+            prob_r[:, population],
+            rmia_a,
+            ref_out_mask=~ref_keep,
+            pop_out_mask=~ref_keep[:, population],
+            n_ref=n_ref,
+            tie_break=rmia_tie_break,
         )
     return scores
 
@@ -86,7 +89,13 @@ def summarize_all(
 
 
 def pooled_scores(
-    all_logits: np.ndarray, keep: np.ndarray, labels: np.ndarray, *, rmia_refs: list[int], rmia_a: float
+    all_logits: np.ndarray,
+    keep: np.ndarray,
+    labels: np.ndarray,
+    *,
+    rmia_refs: list[int],
+    rmia_a: float,
+    rmia_tie_break: bool = False,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Each reference model in turn as the target, the others as references; scores concatenated.
 
@@ -99,7 +108,14 @@ def pooled_scores(
     for i in range(len(all_logits)):
         is_member, ref_idx = leave_one_out(i, keep)
         scores = attack_scores(
-            all_logits[i], all_logits[ref_idx], keep[ref_idx], labels, ~is_member, rmia_refs=rmia_refs, rmia_a=rmia_a
+            all_logits[i],
+            all_logits[ref_idx],
+            keep[ref_idx],
+            labels,
+            ~is_member,
+            rmia_refs=rmia_refs,
+            rmia_a=rmia_a,
+            rmia_tie_break=rmia_tie_break,
         )
         for name, s in scores.items():
             parts.setdefault(name, []).append(s)

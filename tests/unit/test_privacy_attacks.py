@@ -185,9 +185,9 @@ def test_rmia_hand_computed():
     r_z = np.array([0.6 / 0.74, 0.3 / 0.48, 0.85 / 0.61])
     counts = np.array([(r_x[i] / r_z >= 1.0).sum() for i in range(2)])
     np.testing.assert_array_equal(counts, [2, 0])
-    plain = rmia_offline(p_x, p_ref, p_z, p_ref_z, a=a, tie_break=False)
+    plain = rmia_offline(p_x, p_ref, p_z, p_ref_z, a=a)  # the default is the paper's count score
     np.testing.assert_allclose(plain, counts / 3)
-    broken = rmia_offline(p_x, p_ref, p_z, p_ref_z, a=a)
+    broken = rmia_offline(p_x, p_ref, p_z, p_ref_z, a=a, tie_break=True)
     np.testing.assert_allclose(broken, counts / 3 + r_x / (1 + r_x) / 6)
 
 
@@ -200,7 +200,7 @@ def test_rmia_searchsorted_equals_naive(n_models, gamma):
     out_mask = rng.random((n_models, 60)) < 0.5  # some examples have no OUT reference at all
     fast = rmia_offline(p_x, p_ref, p_z, p_ref_z, a=0.3, gamma=gamma, ref_out_mask=out_mask, tie_break=False)
     np.testing.assert_array_equal(fast, _naive_rmia(p_x, p_ref, p_z, p_ref_z, 0.3, gamma, out_mask))
-    tied = rmia_offline(p_x, p_ref, p_z, p_ref_z, a=0.3, gamma=gamma, ref_out_mask=out_mask)
+    tied = rmia_offline(p_x, p_ref, p_z, p_ref_z, a=0.3, gamma=gamma, ref_out_mask=out_mask, tie_break=True)
     assert np.all((tied >= fast) & (tied < fast + 0.5 / 45))
 
 
@@ -211,6 +211,35 @@ def test_rmia_with_fewer_out_refs_than_requested():
     assert np.isfinite(scores).all()
     use = np.array([[True, False, False], [True, True, False], [False, True, False]])  # first 2 OUT refs
     np.testing.assert_array_equal(scores, _naive_rmia(p_x, p_ref, p_z, p_ref_z[:2], 0.3, 1.0, use))
+
+
+def _first_out(out, n):
+    """The first ``n`` OUT references of each column."""
+    return out & (np.cumsum(out, axis=0) <= n)
+
+
+def test_rmia_reference_count_applies_to_the_population_too():
+    rng = np.random.default_rng(5)
+    p_x, p_ref = rng.random(30), rng.random((6, 30))
+    p_z, p_ref_z = rng.random(20), rng.random((6, 20))
+    x_out, z_out = rng.random((6, 30)) < 0.5, rng.random((6, 20)) < 0.5
+    z_out[:, 0] = False  # a population point without any OUT reference: the population's mean P_OUT
+    for n_ref in (1, 2):
+        scores = rmia_offline(p_x, p_ref, p_z, p_ref_z, ref_out_mask=x_out, pop_out_mask=z_out, n_ref=n_ref)
+        use_z = _first_out(z_out, n_ref)
+        p_out_z = np.array([p_ref_z[use_z[:, j], j].mean() if use_z[:, j].any() else np.nan for j in range(20)])
+        p_out_z[0] = np.nanmean(p_out_z)
+        ratio_z = p_z / (0.5 * (1.3 * p_out_z + 0.7))
+        use_x = _first_out(x_out, n_ref)
+        expected = []
+        for i in range(30):
+            p_out = p_ref[use_x[:, i], i].mean() if use_x[:, i].any() else np.nanmean(p_out_z[1:])
+            expected.append(np.mean(p_x[i] / (0.5 * (1.3 * p_out + 0.7)) / ratio_z >= 1.0))
+        np.testing.assert_array_equal(scores, expected)
+    everyone = rmia_offline(p_x, p_ref, p_z, p_ref_z, ref_out_mask=x_out, pop_out_mask=z_out, n_ref=6)
+    assert not np.array_equal(
+        everyone, rmia_offline(p_x, p_ref, p_z, p_ref_z, ref_out_mask=x_out, pop_out_mask=z_out, n_ref=1)
+    )
 
 
 # ---------------------------------------------------------------- sign convention on simulated models
