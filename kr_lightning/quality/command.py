@@ -29,7 +29,7 @@ def generated_images(
     guidance: float | None,
     sampler: SamplerKind | None,
     seed: int,
-    guidance_interval: GuidanceInterval | None = None,
+    guidance_interval: GuidanceInterval | list[float] | None = None,
     batch_size: int = 256,
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -115,7 +115,6 @@ def quality(
         raise ConfigError("give exactly one of --generator (checkpoint or export folder) or --npz")
     scorer = QualityScorer.from_data(data, teacher_ckpt, seed=seed)
     if generator is not None:
-        interval = None if guidance_interval is None else check_interval(guidance_interval)
         images, labels, knobs = generated_images(
             generator,
             data.num_classes,
@@ -123,7 +122,7 @@ def quality(
             steps=steps,
             guidance=guidance,
             sampler=sampler,
-            guidance_interval=interval,
+            guidance_interval=guidance_interval,  # checked there
             seed=seed,
             progress=True,
         )
