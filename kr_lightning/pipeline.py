@@ -67,6 +67,7 @@ def plan(
     mia: bool,
     trainer_args: list[str],
     overlays: Path | None = None,
+    dp_epsilons: list[float] = [],  # noqa: B006 - read only
 ) -> list[Step]:
     """The steps for one dataset and seed, in order (``overlays``: a folder of ``<stage>.yaml`` layered on top)."""
     recipes, fragment = recipe_files(dataset, profile, experiments)
@@ -80,10 +81,10 @@ def plan(
     def folder(stage: str) -> Path:
         return stage_dir(runs, dataset, seed, stage)
 
-    def fit_and_test(stage: str, *configs: Path) -> list[Step]:
-        kind = "student" if stage.startswith("student") else stage
+    def fit_and_test(stage: str, *configs: Path, args: tuple[str, ...] = ()) -> list[Step]:
+        kind = "student" if stage.startswith("student") else stage.split("_eps")[0]
         common = [arg for c in (*layered(kind, *configs), fragment) for arg in ("--config", str(c))]
-        common += [f"--seed_everything={seed}", *layout]
+        common += [*args, f"--seed_everything={seed}", *layout]
         return [
             Step(f"{stage}: fit", ["fit", *common], folder(stage) / "run.json", trainer_args),
             Step(f"{stage}: test", ["test", *common], folder(stage) / "test" / "test_metrics.json", trainer_args),
@@ -95,6 +96,11 @@ def plan(
 
     steps = fit_and_test("generator", recipes / "generator.yaml")[:1]
     steps += fit_and_test("teacher", recipes / "teacher.yaml")
+    if dp_epsilons and not (recipes / "teacher_dp.yaml").is_file():
+        raise MissingInputError(f"dp_epsilons needs a DP-SGD teacher recipe: expected {recipes / 'teacher_dp.yaml'}")
+    for epsilon in map(float, dp_epsilons):
+        epsilon_arg = (f"--model.init_args.epsilon={epsilon}",)
+        steps += fit_and_test(f"teacher_dp_eps{epsilon}", recipes / "teacher_dp.yaml", args=epsilon_arg)
     steps.append(tool("select", folder("select") / "selection.json"))
     steps += fit_and_test("student", recipes / "student.yaml")
     for variant in variants:
@@ -130,6 +136,7 @@ def pipeline(
     mia: bool = True,
     trainer_args: list[str] = [],  # noqa: B006
     overlays: str | None = None,
+    dp_epsilons: list[float] = [],  # noqa: B006
     dry_run: bool = False,
 ) -> Path:
     """Run every stage for each dataset and seed, skipping finished stages, then write the report.
@@ -151,6 +158,8 @@ def pipeline(
         overlays: A folder of ``<stage>.yaml`` files layered over the profile's recipes (after the recipe and any
             variant, before the dataset), e.g. ``experiments/overlays/smoke`` to run a profile end to end in
             seconds on a CPU.
+        dp_epsilons: Also train DP-SGD teachers (the profile's ``teacher_dp.yaml``, Opacus) at these privacy budgets
+            epsilon, e.g. ``[1, 4, 8]``: the privacy yardstick for the student (``teacher_dp_eps<epsilon>``).
         dry_run: Print the commands without running them.
     """
     for dataset in datasets:
@@ -165,6 +174,7 @@ def pipeline(
                 mia=mia,
                 trainer_args=trainer_args,
                 overlays=Path(overlays) if overlays else None,
+                dp_epsilons=dp_epsilons,
             )
             for step in steps:
                 command = step.command()

@@ -24,6 +24,22 @@ ROWS = {
     "student_hard_regen": "hard labels, regeneration",
     "student_soft_static": "soft labels, static set",
 }
+DP_PREFIX = "teacher_dp_eps"  # DP-SGD teachers, one folder per privacy budget: teacher_dp_eps<epsilon>
+
+
+def _dp_epsilon(stage: str) -> float:
+    try:
+        return float(stage.removeprefix(DP_PREFIX))
+    except ValueError:
+        return math.inf
+
+
+def row_labels(stages: set[str] | list[str]) -> dict[str, str]:
+    """The report's rows among ``stages``, in order: :data:`ROWS`, then DP-SGD teachers by increasing epsilon."""
+    dp = sorted((s for s in stages if s.startswith(DP_PREFIX)), key=_dp_epsilon)
+    return {s: label for s, label in ROWS.items() if s in stages} | {
+        s: f"DP-SGD teacher, epsilon {s.removeprefix(DP_PREFIX)} (real data)" for s in dp
+    }
 
 
 def _gkd_seconds(run: Path) -> tuple[float, float]:
@@ -63,7 +79,8 @@ def collect(runs: Path, dataset: str) -> dict[str, Any]:
     """Every seed's results for ``dataset``."""
     seeds: dict[str, Any] = {}
     for seed_dir in sorted((runs / dataset).glob("seed*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0)):
-        stages = {stage: r for stage in ROWS if (r := stage_result(seed_dir / stage)) is not None}
+        names = [*ROWS, *(p.name for p in seed_dir.glob(f"{DP_PREFIX}*") if p.is_dir())]
+        stages = {stage: r for stage in names if (r := stage_result(seed_dir / stage)) is not None}
         mia_path = seed_dir / "mia" / "mia.json"
         mia = read_json(mia_path) if mia_path.is_file() else None
         if stages or mia:
@@ -82,7 +99,7 @@ def _fmt(values: list[float]) -> str:
 def summary_rows(seeds: dict[str, Any]) -> list[dict[str, Any]]:
     """Per stage: mean / sd of test ACC and AUC over seeds, the paired gap to the teacher, cost."""
     rows = []
-    for stage, label in ROWS.items():
+    for stage, label in row_labels({stage for d in seeds.values() for stage in d["stages"]}).items():
         per_seed = {s: d["stages"][stage] for s, d in seeds.items() if stage in d["stages"]}
         if not per_seed:
             continue
@@ -143,8 +160,9 @@ def plot_accuracy(path: Path, tables: dict[str, list[dict[str, Any]]]) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(max(5, 2.4 * len(tables)), 3.6), constrained_layout=True)
-    width = 0.8 / len(ROWS)
-    for i, stage in enumerate(ROWS):
+    labels = row_labels({r["stage"] for rows in tables.values() for r in rows})
+    width = 0.8 / len(labels)
+    for i, stage in enumerate(labels):
         xs, ys, es = [], [], []
         for j, rows in enumerate(tables.values()):
             row = next((r for r in rows if r["stage"] == stage), None)
@@ -152,7 +170,7 @@ def plot_accuracy(path: Path, tables: dict[str, list[dict[str, Any]]]) -> None:
                 xs.append(j + i * width)
                 ys.append(mean(row["acc"]))
                 es.append(stdev(row["acc"]) if len(row["acc"]) > 1 else 0.0)
-        ax.bar(xs, ys, width, yerr=es, label=ROWS[stage])
+        ax.bar(xs, ys, width, yerr=es, label=labels[stage])
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(tables))], list(tables))
     ax.set(ylabel="test accuracy", ylim=(0.5, 1.0))
     ax.legend(fontsize=7, loc="lower right")

@@ -17,6 +17,8 @@ stream                    keys                         draws
 ``EXPORT``                ``()``                       sampling noise of ``synthetic_dataset`` exports
 ``QUALITY``               ``()``                       the images a generator is scored on (``quality``, ``select``)
 ``SAMPLING``              free                         one-off sampling noise (benchmarks, tests)
+``POISSON``               ``(epoch,)``                 which real images a DP-SGD epoch's Poisson batches hold
+``DP_NOISE``              ``(epoch,)``                 the Gaussian noise DP-SGD adds to the clipped gradients
 ========================  ===========================  ===============================================================
 
 What a seed covers: a run's ``seed`` (each module's ``seed``, else ``seed_everything``) fixes every stream above
@@ -47,6 +49,8 @@ GRID = "grid"
 EXPORT = "export"
 QUALITY = "quality"
 SAMPLING = "sampling"
+POISSON = "poisson"
+DP_NOISE = "dp-noise"
 STREAMS = (
     GENERATION,
     AUGMENTATION,
@@ -58,6 +62,8 @@ STREAMS = (
     EXPORT,
     QUALITY,
     SAMPLING,
+    POISSON,
+    DP_NOISE,
 )
 
 

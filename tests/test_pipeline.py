@@ -89,6 +89,11 @@ def tiny_experiments(folder):
                 "cache_dir": "${seed_dir}/synthetic",
             }
         (recipes / f"{stage}.yaml").write_text(yaml.safe_dump(config))
+    dp = yaml.safe_load((recipes / "teacher.yaml").read_text())
+    dp["trainer"]["default_root_dir"] = "${seed_dir}/teacher_dp_eps${model.init_args.epsilon}"
+    dp["model"]["class_path"] = "kr_lightning.models.DPTeacher"
+    dp["data"]["init_args"]["sampling"] = "poisson"
+    (recipes / "teacher_dp.yaml").write_text(yaml.safe_dump(dp))
     (recipes / "variants" / "hard_static.yaml").write_text(
         "trainer: {default_root_dir: '${seed_dir}/student_hard_static'}\n"
         "model:\n  init_args: {alpha: 1.0}\ndata:\n  init_args: {teacher_ckpt: null, regenerate_every: 0}\n"
@@ -117,20 +122,23 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
         f"--results={tmp_path / 'results'}",
         "--name=quick",
         "--variants=[hard_static]",
+        "--dp_epsilons=[8]",
     ]
     main(args)
     out = capsys.readouterr().out
     table = (tmp_path / "results" / "quick.md").read_text()
-    for row in ("Teacher (real data)", "GKD student", "hard labels, static set", "Privacy audit"):
+    for row in ("Teacher (real data)", "GKD student", "hard labels, static set", "DP-SGD teacher, epsilon 8.0"):
+        assert row in table, row
+    for row in ("Privacy audit",):
         assert row in table, row
     result = json.loads((tmp_path / "results" / "quick.json").read_text())
     assert set(result["tables"]["digits"][0]) >= {"acc", "auc", "gap", "sources"}
     assert "done (" not in out
-    for stage in ("generator", "teacher", "select", "student", "student_hard_static", "mia"):
+    for stage in ("generator", "teacher", "teacher_dp_eps8.0", "select", "student", "student_hard_static", "mia"):
         assert (tmp_path / "runs" / "digits" / "seed0" / stage).is_dir(), stage
     main(args)
     again = capsys.readouterr().out
-    assert again.count(": done (") == 9  # every stage is skipped the second time
+    assert again.count(": done (") == 11  # every stage is skipped the second time
 
 
 CHILD = """

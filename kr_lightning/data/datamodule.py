@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from kr_lightning.data.arrays import SPLITS, Split, to_tensor
 from kr_lightning.data.augment import augment
 from kr_lightning.data.info import DatasetInfo
+from kr_lightning.data.poisson import poisson_loader
 from kr_lightning.data.registry import dataset_info, load_splits, resolve_root
 from kr_lightning.errors import ConfigError, DataError
 from kr_lightning.seeding import AUGMENTATION, make_rng
@@ -47,6 +48,9 @@ class ImageDataModule(L.LightningDataModule):
         use_shift: Apply ``max_shift`` in training; a generator recipe turns it off (a shifted image with a filled
             border is not a sample of the data distribution, while a label-preserving flip is).
         seed: Seed of the shuffling and augmentation; ``None`` takes the run's ``seed_everything``.
+        sampling: How training batches are drawn: ``shuffle`` (a seeded permutation each epoch, batches of
+            ``batch_size``) or ``poisson`` (each image joins each batch with probability ``q``, expected batch size
+            about ``batch_size``: what DP-SGD's accounting assumes; one device only; :mod:`kr_lightning.data.poisson`).
     """
 
     member_split = "train"
@@ -68,6 +72,7 @@ class ImageDataModule(L.LightningDataModule):
         vflip: bool = False,
         use_shift: bool = True,
         seed: int | None = None,
+        sampling: Literal["shuffle", "poisson"] = "shuffle",
     ) -> None:
         super().__init__()
         if flag is None:
@@ -98,6 +103,7 @@ class ImageDataModule(L.LightningDataModule):
         self.hflip = hflip
         self.vflip = vflip
         self.seed = 0 if seed is None else seed
+        self.sampling = sampling
         self._splits: dict[str, Split] | None = None
         self._tensors: dict[str, TensorDataset] = {}
 
@@ -187,8 +193,15 @@ class ImageDataModule(L.LightningDataModule):
         return DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training split (order is a function of ``seed`` and the epoch)."""
+        """Shuffled (or Poisson-sampled) training split; the batches are a function of ``seed`` and the epoch."""
         ds = self.tensors("train")
+        if self.sampling == "poisson":
+            if self.trainer is not None and self.trainer.world_size > 1:
+                raise ConfigError(
+                    f"sampling: poisson (DP-SGD) runs on one device; got {self.trainer.world_size} processes. "
+                    "Set --trainer.devices=1."
+                )
+            return poisson_loader(ds, batch_size=self.batch_size, seed=self.seed, num_workers=self.num_workers)
         return DataLoader(ds, batch_size=self.batch_size, sampler=self._sampler(ds), num_workers=self.num_workers)
 
     def _eval_loader(self, name: str) -> DataLoader:
