@@ -86,8 +86,9 @@ def test_mia_end_to_end_resumes_and_checks_m(
     tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run, monkeypatch, capsys
 ):
     result = run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run)
-    assert "lower bound" in result["note"] and result["n_references"] == 2
-    for model in ("teacher", "student", "student, pooled over 2 reference targets"):
+    assert "lower bound" in result["note"] and "canaries" in result["note"] and result["n_references"] == 4
+    models = ("teacher", "student", "student, pooled over 4 reference targets", "teacher, canaries, pooled over 4")
+    for model in [m for m in result["models"] if m.startswith(models)]:
         attacks = result["models"][model]["attacks"]
         assert {
             "loss",
@@ -98,12 +99,28 @@ def test_mia_end_to_end_resumes_and_checks_m(
         } <= set(attacks)
         for summary in attacks.values():
             assert 0 <= summary["auc"] <= 1 and len(summary["tpr_at_fpr_0.01_ci"]) == 2
-    assert result["models"]["teacher"]["attacks"]["loss"]["n_members"] == 1078
-    assert result["models"]["teacher"]["attacks"]["loss"]["n_nonmembers"] == 719
+    assert len([m for m in result["models"] if m.startswith(models)]) == 6  # canaries pooled for teacher, student
+    pool = result["pool"]  # digits: 1,078 train + 539 test images (val selects: not in the pool), 6 canaries
+    assert pool["n"] == 1078 + 539 and pool["canaries"] == 6 and pool["inclusion"] == 0.5
+    assert pool["members_of_deployed"] + pool["nonmembers_of_deployed"] + 6 == pool["n"]
+    teacher = result["models"]["teacher"]["attacks"]["loss"]
+    assert (teacher["n_members"], teacher["n_nonmembers"]) == (
+        pool["members_of_deployed"],
+        pool["nonmembers_of_deployed"],
+    )
+    assert pool["nonmembers_of_deployed"] >= 539 - 6
+    canaries = result["models"]["teacher, canaries, pooled over 4 reference targets"]["attacks"]["loss"]
+    assert canaries["n_members"] == canaries["n_nonmembers"] == 6 * 2  # each canary IN for 2 of the 4 targets
+    with np.load(tmp_path / "mia" / "keep.npz") as saved:
+        keep, origin = saved["keep"], saved["origin"]
+    np.testing.assert_array_equal(keep.sum(0), 2)
+    assert (origin == "canary").sum() == 6 and "val" not in set(origin)
+    with np.load(tmp_path / "mia" / "targets.npz") as saved:  # the deployed models' logits, for re-scoring
+        assert saved["teacher"].shape[:2] == saved["student"].shape[:2] == (1617, 5)
     assert len(result["most_exposed"]["student"]) == 3
     assert 0.0 <= result["memorisation"]["pixels"]["share_closer_to_train"] <= 1.0
     assert (tmp_path / "mia" / "roc_teacher_lira_online_fixed_var.png").is_file()
-    assert sorted(p.name for p in (tmp_path / "mia" / "refs").iterdir()) == ["ref000", "ref001"]
+    assert sorted(p.name for p in (tmp_path / "mia" / "refs").iterdir()) == [f"ref00{i}" for i in range(4)]
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished reference run was trained again")
@@ -111,5 +128,26 @@ def test_mia_end_to_end_resumes_and_checks_m(
     monkeypatch.setattr("kr_lightning.privacy.references.train_classifier", no_training)
     assert run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run)["models"].keys()
     with pytest.raises(SystemExit):
-        run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run, "--n_references=4")
-    assert re.search("holds an audit with 2 reference models.*asks for 4", capsys.readouterr().err)
+        run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run, "--n_references=6")
+    assert re.search("holds an audit with 4 reference models.*does not match", capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run, "--n_canaries=7")
+    assert re.search("holds an audit with 4 reference models.*does not match", capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("--n_canaries=5000", "exceeds the 1617 images of the pool"),
+        ("--rmia_refs=[2]", "RMIA with 2 references needs >= 3 OUT"),
+        ("--inclusion=0.9", "IN for 4 and OUT for 0"),
+    ],
+)
+def test_mia_refuses_designs_it_cannot_score(
+    tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run, capsys, extra, message
+):
+    with pytest.raises(SystemExit) as exit_info:
+        run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run, extra)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "mia" / "keep.npz").exists()

@@ -6,22 +6,33 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 
-def keep_matrix(n_models: int, n_examples: int, rng: np.random.Generator) -> np.ndarray:
-    """Random membership design of LiRA's reference ``train.py``: each example is IN for exactly half the models.
+def keep_matrix(
+    n_models: int, n_examples: int, rng: np.random.Generator, n_in: int | ArrayLike | None = None
+) -> np.ndarray:
+    """Random membership design of LiRA's reference ``train.py``: each example is IN for exactly ``n_in`` models.
 
-    For each example a random permutation of the models is drawn and the first M/2 get it IN.
+    For each example a random permutation of the models is drawn and the first ``n_in`` get it IN (LiRA's design
+    is ``n_in = M / 2``; an inclusion probability ``n_in / M`` other than 1/2 makes the reference models train on
+    as many images as a deployed model that saw a larger share of the pool).
 
     Args:
-        n_models: M, even and >= 2.
+        n_models: M >= 2.
         n_examples: N.
         rng: numpy random generator.
+        n_in: Models that train on each example: one number, or one per example ``(N,)``; each in ``[1, M - 1]``.
+            ``None``: M / 2 (M even).
 
     Returns:
-        (M, N) bool, True where model m trains on example n; every column has exactly M/2 True.
+        (M, N) bool, True where model m trains on example n; column n has exactly ``n_in[n]`` True.
     """
-    if n_models < 2 or n_models % 2:
-        raise ValueError(f"n_models must be even and >= 2, got {n_models}")
-    return rng.random((n_models, n_examples)).argsort(axis=0) < n_models // 2
+    if n_in is None:
+        if n_models < 2 or n_models % 2:
+            raise ValueError(f"n_models must be even and >= 2, got {n_models}")
+        n_in = n_models // 2
+    counts = np.broadcast_to(np.asarray(n_in, dtype=int), (n_examples,))
+    if counts.size and (counts.min() < 1 or counts.max() > n_models - 1):
+        raise ValueError(f"each example needs 1 <= n_in <= M - 1 = {n_models - 1}; got {counts.min()}..{counts.max()}")
+    return rng.random((n_models, n_examples)).argsort(axis=0) < counts[None, :]
 
 
 def leave_one_out(i: int, keep: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

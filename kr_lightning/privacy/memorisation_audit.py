@@ -42,7 +42,7 @@ def memorisation_report(
     data.setup("fit")
     synthetic = data.images(0, 0, 1).cpu()
     train = to_tensor(pool.images[pool.origin == "train"])
-    heldout = to_tensor(pool.images[pool.origin != "train"])
+    heldout = to_tensor(pool.images[pool.origin == "test"])
     rng = np.random.default_rng(plan.seed)
     teacher = load_classifier(teacher_ckpt)
     closest_pairs_figure(folder / "closest_pairs.png", synthetic, train)

@@ -2,8 +2,9 @@
 
 A reference run repeats the recipe of a deployed stage (built by :func:`kr_lightning.stages.build_stage` from the
 same recipe, dataset and plan objects) on a different training set: the images marked IN for it in the keep
-matrix. Reference runs train for the configured epochs and keep the final weights (no checkpoint selection: the
-val images are part of the audit pool).
+matrix. Checkpoint selection included: a recipe whose ``ModelCheckpoint`` monitors a val metric keeps its best
+checkpoint, as the deployed run did, on the same val split (which is not in the audit pool). The accuracy floor
+that retrains a failed reference is measured on val too, never on audit images.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from kr_lightning import artifacts
 from kr_lightning.data.arrays import Split, to_tensor
@@ -28,16 +29,17 @@ from kr_lightning.stages import KRCLI, build_stage, deep_merge
 
 
 def _build(recipe: Path, dataset: Mapping[str, Any], run: Path, seed: int, overrides: Mapping[str, Any]) -> KRCLI:
-    """A reference stage: the recipe on ``dataset`` in folder ``run``, quiet, without validation."""
-    layout = {"trainer": {"default_root_dir": str(run), "limit_val_batches": 0}}
+    """A reference stage: the recipe on ``dataset`` in folder ``run``, quiet."""
+    layout = {"trainer": {"default_root_dir": str(run)}}
     return build_stage(recipe, dataset, seed=seed, overrides=deep_merge(layout, overrides), quiet=True)
 
 
-def _fit(stage: KRCLI) -> None:
-    """Fit without checkpoint callbacks (reference runs keep their final weights only)."""
+def _fit(stage: KRCLI) -> Path | None:
+    """Fit as the recipe says; the best checkpoint of its monitoring ``ModelCheckpoint`` (``None``: no selection)."""
     trainer = stage.trainer
-    trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, Checkpoint)]
     trainer.fit(stage.model, datamodule=stage.datamodule)
+    selected = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor]
+    return Path(selected[0].best_model_path) if selected and selected[0].best_model_path else None
 
 
 def train_classifier(
@@ -55,7 +57,9 @@ def train_classifier(
     stage = _build(recipe, dataset, run, seed, fresh)
     if train is not None:
         stage.datamodule.set_train(train)
-    _fit(stage)
+    best = _fit(stage)
+    if best is not None:
+        return best
     path = run / "model.ckpt"
     stage.trainer.save_checkpoint(path, weights_only=True)
     return path
@@ -65,7 +69,7 @@ def train_generator(recipe: Path, dataset: Mapping[str, Any], run: Path, seed: i
     """Train a generator on ``train`` and export it (EMA weights) to ``<run>/export``."""
     stage = _build(recipe, dataset, run, seed, {"data": {"init_args": {"seed": None}}})
     stage.datamodule.set_train(train)
-    _fit(stage)
+    stage.trainer.fit(stage.model, datamodule=stage.datamodule)
     return stage.model.frozen().export(run / "export")
 
 
@@ -92,7 +96,8 @@ class ReferenceRecipe:
         mode: ``a`` (generator fixed: reference students reuse the deployed generator and its cached sets) or
             ``b`` (each reference trains its own generator).
         cache: Mode ``a``: where the deployed student's synthetic sets are cached.
-        floor: Held-out accuracy floor of every reference model.
+        held_out: The val split: reference checkpoints are selected on it and the floor is measured on it.
+        floor: Val accuracy floor of every reference model.
         retries: Retraining attempts per reference model.
         views: Query views (``shift``, ``hflip``) of :func:`kr_lightning.privacy.signals.view_logits`.
     """
@@ -104,6 +109,7 @@ class ReferenceRecipe:
     plan: SyntheticPlan | None
     mode: str
     cache: Path
+    held_out: Split
     floor: float
     retries: int
     views: Mapping[str, Any]
@@ -127,7 +133,7 @@ def run_reference(
     i: int, unit: Path, keep_row: np.ndarray, pool: AuditPool, recipe: ReferenceRecipe, seed: int
 ) -> None:
     """Train reference run ``i`` on its IN images and save its logits on the pool (one unit of work)."""
-    train, held_out = pool.subset(keep_row), pool.subset(~keep_row)
+    train, held_out = pool.subset(keep_row), recipe.held_out
     base = seed * 1000 + i
     result: dict[str, Any] = {"keep": keep_row}
     generator = None

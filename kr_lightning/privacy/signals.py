@@ -9,18 +9,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kr_lightning.data.arrays import SPLITS, Split, to_tensor
+from kr_lightning.data.arrays import Split, to_tensor
 from kr_lightning.data.datamodule import ImageDataModule
+
+POOL_SPLITS = ("train", "test")  # val picks checkpoints and sampling knobs: never a non-member, never in the pool
+CANARY = "canary"
 
 
 @dataclass(frozen=True)
 class AuditPool:
-    """Every real image of a dataset, with where it came from.
+    """The real images an audit attacks, with where each came from.
+
+    The pool is the train and test splits. The val split is left out: it selects the deployed models' checkpoints
+    and sampling knobs (and the reference runs' checkpoints), so it is neither a clean non-member nor a free image.
+    Canaries (:meth:`with_canaries`) are pool images given a wrong label; each appears once, as a canary.
 
     Attributes:
-        images: uint8 ``(N, H, W[, C])``, the train, val and test splits concatenated in that order.
-        labels: int64 ``(N,)``.
-        origin: ``(N,)`` split names; the deployed teacher / student trained on ``origin == "train"`` (members).
+        images: uint8 ``(N, H, W[, C])``.
+        labels: int64 ``(N,)``, the labels models train on (a canary's wrong label).
+        origin: ``(N,)`` ``"train"`` (members of the deployed teacher / student), ``"test"`` (their clean
+            non-members: never used for training or selection) or ``"canary"``.
     """
 
     images: np.ndarray
@@ -29,18 +37,40 @@ class AuditPool:
 
     @classmethod
     def from_datamodule(cls, data: ImageDataModule) -> AuditPool:
-        """All three splits of ``data``."""
-        splits = [data.split(name) for name in SPLITS]
+        """The train and test splits of ``data``, in that order."""
+        splits = [data.split(name) for name in POOL_SPLITS]
         return cls(
             images=np.concatenate([s.images for s in splits]),
-            labels=np.concatenate([s.labels for s in splits]),
-            origin=np.concatenate([np.full(len(s), name) for name, s in zip(SPLITS, splits, strict=True)]),
+            labels=np.concatenate([s.labels for s in splits]).astype(np.int64),
+            origin=np.concatenate([np.full(len(s), name) for name, s in zip(POOL_SPLITS, splits, strict=True)]),
         )
+
+    def with_canaries(self, count: int, num_classes: int, rng: np.random.Generator) -> AuditPool:
+        """``count`` random pool images turned into canaries: each relabelled to a random other class."""
+        if not 0 <= count <= len(self):
+            raise ValueError(f"n_canaries must lie in [0, {len(self)}] (the pool's images); got {count}")
+        if count and num_classes < 2:
+            raise ValueError("canaries need a dataset with at least 2 classes (a canary carries a wrong label)")
+        chosen = rng.choice(len(self), size=count, replace=False)
+        labels, origin = self.labels.copy(), self.origin.astype("U16")  # room for "canary"
+        labels[chosen] = (labels[chosen] + rng.integers(1, max(2, num_classes), size=count)) % num_classes
+        origin[chosen] = CANARY
+        return AuditPool(images=self.images, labels=labels, origin=origin)
 
     @property
     def is_target_member(self) -> np.ndarray:
-        """``(N,)`` bool: in the deployed models' training set."""
+        """``(N,)`` bool: in the deployed models' training set (canaries excluded)."""
         return self.origin == "train"
+
+    @property
+    def is_canary(self) -> np.ndarray:
+        """``(N,)`` bool: a mislabelled canary (IN for half the reference runs, never in a deployed model)."""
+        return self.origin == CANARY
+
+    @property
+    def is_target_scored(self) -> np.ndarray:
+        """``(N,)`` bool: the deployed models' clean ground truth (train members, test non-members)."""
+        return ~self.is_canary
 
     def subset(self, mask: np.ndarray) -> Split:
         """The images selected by a boolean mask, as a training split."""

@@ -95,6 +95,17 @@ def test_keep_matrix_has_exactly_half_in():
         keep_matrix(3, 10, np.random.default_rng(0))
 
 
+def test_keep_matrix_with_an_inclusion_count_per_example():
+    n_in = np.array([12] * 300 + [8] * 100)  # regular images at p = 3/4, canaries at p = 1/2
+    keep = keep_matrix(16, 400, np.random.default_rng(1), n_in)
+    np.testing.assert_array_equal(keep.sum(axis=0), n_in)
+    share = keep[:, :300].mean(axis=1)  # every model trains on about 3/4 of the regular images
+    assert 0.65 < share.min() and share.max() < 0.85
+    for bad in (0, 16):
+        with pytest.raises(ValueError, match="n_in"):
+            keep_matrix(16, 10, np.random.default_rng(0), bad)
+
+
 def test_leave_one_out():
     keep = keep_matrix(4, 10, np.random.default_rng(0))
     is_member, ref_idx = leave_one_out(2, keep)
