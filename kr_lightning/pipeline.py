@@ -90,9 +90,9 @@ def plan(
             Step(f"{stage}: test", ["test", *common], folder(stage) / "test" / "test_metrics.json", trainer_args),
         ]
 
-    def tool(name: str, done: Path) -> Step:
+    def tool(name: str, done: Path, *args: str, title: str | None = None) -> Step:
         configs = [arg for c in (*layered(name, recipes / f"{name}.yaml"), fragment) for arg in ("--config", str(c))]
-        return Step(name, [name, *configs, f"--seed={seed}", *layout], done)
+        return Step(title or name, [name, *configs, f"--seed={seed}", *layout, *args], done)
 
     steps = fit_and_test("generator", recipes / "generator.yaml")[:1]
     steps += fit_and_test("teacher", recipes / "teacher.yaml")
@@ -107,6 +107,10 @@ def plan(
         steps += fit_and_test(f"student_{variant}", recipes / "student.yaml", recipes / "variants" / f"{variant}.yaml")
     if mia and (recipes / "mia.yaml").is_file():
         steps.append(tool("mia", folder("mia") / "mia.json"))
+        for epsilon in map(float, dp_epsilons):  # the DP-SGD teachers, attacked with DP-trained references
+            out, run = folder(f"mia_dp_eps{epsilon}"), folder(f"teacher_dp_eps{epsilon}")
+            args = (f"--teacher_run={run}", "--student=false", f"--out={out}")
+            steps.append(tool("mia", out / "mia.json", *args, title=f"mia_dp_eps{epsilon}"))
     return steps
 
 
@@ -159,7 +163,8 @@ def pipeline(
             variant, before the dataset), e.g. ``experiments/overlays/smoke`` to run a profile end to end in
             seconds on a CPU.
         dp_epsilons: Also train DP-SGD teachers (the profile's ``teacher_dp.yaml``, Opacus) at these privacy budgets
-            epsilon, e.g. ``[1, 4, 8]``: the privacy yardstick for the student (``teacher_dp_eps<epsilon>``).
+            epsilon, e.g. ``[1, 4, 8]``: the privacy yardstick for the student (``teacher_dp_eps<epsilon>``); with
+            ``mia``, each is audited with DP-trained references (``mia_dp_eps<epsilon>``).
         dry_run: Print the commands without running them.
     """
     for dataset in datasets:

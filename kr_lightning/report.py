@@ -15,6 +15,7 @@ from statistics import mean, stdev
 from typing import Any
 
 from kr_lightning import artifacts
+from kr_lightning.report_privacy import audit_folders, mia_rows, plot_privacy_utility, privacy_utility
 from kr_lightning.runs import read_json
 
 ROWS = {
@@ -81,10 +82,10 @@ def collect(runs: Path, dataset: str) -> dict[str, Any]:
     for seed_dir in sorted((runs / dataset).glob("seed*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0)):
         names = [*ROWS, *(p.name for p in seed_dir.glob(f"{DP_PREFIX}*") if p.is_dir())]
         stages = {stage: r for stage in names if (r := stage_result(seed_dir / stage)) is not None}
-        mia_path = seed_dir / "mia" / "mia.json"
-        mia = read_json(mia_path) if mia_path.is_file() else None
-        if stages or mia:
-            seeds[seed_dir.name] = {"stages": stages, "mia": mia, "mia_source": str(mia_path) if mia else None}
+        audits = {p.name: read_json(p / "mia.json") for p in audit_folders(seed_dir)}
+        if stages or audits:
+            sources = {name: str(seed_dir / name / "mia.json") for name in audits}
+            seeds[seed_dir.name] = {"stages": stages, "audits": audits, "audit_sources": sources}
     return seeds
 
 
@@ -125,31 +126,6 @@ def summary_rows(seeds: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def mia_rows(seeds: dict[str, Any]) -> list[str]:
-    """Markdown lines of the privacy audit (one block per seed)."""
-    lines = []
-    for seed, data in seeds.items():
-        audit = data["mia"]
-        if not audit:
-            continue
-        lines += [
-            f"Privacy audit, {seed} ({audit.get('note', '')}):",
-            "",
-            "| model | attack | AUC | TPR @ 1% FPR [95% CI] | TPR @ 0.1% FPR | negatives |",
-            "|---|---|---|---|---|---|",
-        ]
-        for model, result in audit["models"].items():
-            for attack, m in result["attacks"].items():
-                ci = m.get("tpr_at_fpr_0.01_ci") or [math.nan, math.nan]
-                low = "" if m.get("tpr_at_fpr_0.001_resolvable", True) else " (not resolvable)"
-                lines.append(
-                    f"| {model} | {attack} | {m['auc']:.3f} | {m['tpr_at_fpr_0.01']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] "
-                    f"| {m['tpr_at_fpr_0.001']:.4f}{low} | {m['n_nonmembers']} |"
-                )
-        lines += ["", f"Source: `{data['mia_source']}`", ""]
-    return lines
 
 
 def plot_accuracy(path: Path, tables: dict[str, list[dict[str, Any]]]) -> None:
@@ -221,7 +197,12 @@ def report(
         lines += ["", "Commands and files:", ""]
         for r in rows:
             lines += [f"- {r['label']}: `{r['commands'][0]}` -> " + ", ".join(f"`{s}`" for s in r["sources"])]
-        lines += [""] + mia_rows(raw[dataset])
+        privacy_lines, points = privacy_utility(rows, raw[dataset])
+        if points:
+            figure = f"{name}_{dataset}_privacy_utility.png"
+            plot_privacy_utility(Path(out) / figure, points)
+            privacy_lines += [f"![privacy-utility]({figure})", ""]
+        lines += ["", *privacy_lines, *mia_rows(raw[dataset])]
     folder = Path(out)
     if tables:
         plot_accuracy(folder / f"{name}_accuracy.png", tables)

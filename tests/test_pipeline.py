@@ -129,16 +129,21 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     table = (tmp_path / "results" / "quick.md").read_text()
     for row in ("Teacher (real data)", "GKD student", "hard labels, static set", "DP-SGD teacher, epsilon 8.0"):
         assert row in table, row
-    for row in ("Privacy audit",):
+    for row in ("Privacy audit `mia`", "Privacy audit `mia_dp_eps8.0`"):
         assert row in table, row
+    utility = table.split("Privacy-utility")[1].split("\n\n")[1]  # one row per audited model
+    for row in ("| Teacher (real data) | 0.", "| GKD student", "| DP-SGD teacher, epsilon 8.0 (real data) | 0."):
+        assert row in utility, row
+    assert (tmp_path / "results" / "quick_digits_privacy_utility.png").is_file()
     result = json.loads((tmp_path / "results" / "quick.json").read_text())
     assert set(result["tables"]["digits"][0]) >= {"acc", "auc", "gap", "sources"}
     assert "done (" not in out
-    for stage in ("generator", "teacher", "teacher_dp_eps8.0", "select", "student", "student_hard_static", "mia"):
+    stages = ("generator", "teacher", "teacher_dp_eps8.0", "select", "student", "student_hard_static", "mia")
+    for stage in (*stages, "mia_dp_eps8.0"):
         assert (tmp_path / "runs" / "digits" / "seed0" / stage).is_dir(), stage
     main(args)
     again = capsys.readouterr().out
-    assert again.count(": done (") == 11  # every stage is skipped the second time
+    assert again.count(": done (") == 12  # every stage is skipped the second time
 
 
 CHILD = """

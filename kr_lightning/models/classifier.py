@@ -110,14 +110,18 @@ class ClassifierModule(L.LightningModule):
         """Refuse checkpoints of another stage or of other data, with a message saying which."""
         check_checkpoint_fits(self, checkpoint)
 
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """AdamW over every parameter (``lr``, ``weight_decay``)."""
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
     def wrap_optimizer(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
         """The optimizer as training steps it (DP-SGD wraps it to clip and noise per-sample gradients)."""
         return optimizer
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW with a linear warm-up then cosine decay (or constant), stepped every batch."""
+        """:meth:`make_optimizer` with a linear warm-up then cosine decay (or constant), stepped every batch."""
         hp = self.hparams
-        optimizer = self.wrap_optimizer(torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay))
+        optimizer = self.wrap_optimizer(self.make_optimizer())
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(hp.warmup_fraction * total)
         scheduler = warmup_schedule(optimizer, warmup_steps=warmup, total_steps=total, after=hp.schedule)

@@ -44,8 +44,8 @@ class DPTeacher(Teacher):
         in_channels: Image channels (linked from the data module).
         image_size: Image side (linked from the data module).
         net: Backbone factory; its BatchNorm layers are replaced by GroupNorm.
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
+        lr: Peak learning rate.
+        weight_decay: Weight decay (decoupled for AdamW, L2 for SGD).
         warmup_fraction: Fraction of the steps with a linear learning-rate warm-up.
         schedule: ``cosine`` or ``constant`` after the warm-up.
         epsilon: Privacy budget epsilon (> 0) spent over the whole training run.
@@ -53,6 +53,8 @@ class DPTeacher(Teacher):
         max_grad_norm: Per-sample gradient clipping norm C.
         accountant: Opacus accountant: ``prv`` (PRV, tight) or ``rdp`` (Renyi DP).
         noise_seed: Seed of the noise generator; ``None`` takes the data module's seed (the run's seed).
+        optimizer: The optimizer DP-SGD wraps: ``sgd`` (with ``momentum``; the usual DP-SGD choice) or ``adamw``.
+        momentum: SGD momentum.
     """
 
     def __init__(
@@ -70,6 +72,8 @@ class DPTeacher(Teacher):
         max_grad_norm: float = 1.0,
         accountant: Literal["prv", "rdp"] = "prv",
         noise_seed: int | None = None,
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        momentum: float = 0.9,
     ) -> None:
         if not epsilon > 0:
             raise ConfigError(f"epsilon must be > 0 (the privacy budget); got {epsilon}")
@@ -86,6 +90,13 @@ class DPTeacher(Teacher):
         self.noise_multiplier: float | None = None
         self.target_delta: float | None = None
         self._saved_accountant: dict[str, Any] | None = None
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """SGD with momentum, or AdamW, over the network's parameters."""
+        hp = self.hparams
+        if hp.optimizer == "adamw":
+            return super().make_optimizer()
+        return torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
 
     def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Mean ``CE(logits(x), y)``; an empty Poisson batch gives 0 (Opacus then adds noise only)."""
