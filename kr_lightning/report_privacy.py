@@ -52,6 +52,8 @@ def privacy_points(seeds: dict[str, Any]) -> dict[str, dict[str, list[dict[str, 
                     continue
                 attack, m = strongest(result["attacks"])
                 entry = {"seed": seed, "attack": attack, "tpr": m[TPR], "ci": m.get(f"{TPR}_ci"), "auc": m["auc"]}
+                if group == "canaries":
+                    entry["eps_lb"] = max(a.get("epsilon_lower_bound", 0.0) for a in result["attacks"].values())
                 points.setdefault(audited_stage(name, kind), {}).setdefault(group, []).append(entry)
     return points
 
@@ -62,7 +64,8 @@ def _cell(entries: list[dict[str, Any]] | None) -> str:
     parts = []
     for e in entries:
         ci = e["ci"] or [math.nan, math.nan]
-        parts.append(f"{e['tpr']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] ({e['attack']}, AUC {e['auc']:.3f}, {e['seed']})")
+        eps = f", epsilon >= {e['eps_lb']:.2f}" if "eps_lb" in e else ""
+        parts.append(f"{e['tpr']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] ({e['attack']}, AUC {e['auc']:.3f}{eps}, {e['seed']})")
     return "; ".join(parts)
 
 
@@ -76,7 +79,9 @@ def privacy_utility(rows: list[dict[str, Any]], seeds: dict[str, Any]) -> tuple[
     if not data:
         return [], []
     lines = [
-        "Privacy-utility (strongest attack by TPR at 1 % FPR, its 95 % CI, the attack, its AUC and the audit's seed):",
+        "Privacy-utility (strongest attack by TPR at 1 % FPR, its 95 % CI, the attack, its AUC, on canaries the "
+        "largest empirical epsilon lower bound over the attacks (Clopper-Pearson, threshold picked on the same "
+        "scores), and the audit's seed):",
         "",
         "| model | test ACC (mean) | TPR @ 1% FPR, population | TPR @ 1% FPR, canaries |",
         "|---|---|---|---|",

@@ -111,6 +111,8 @@ def test_mia_end_to_end_resumes_and_checks_m(
     assert pool["nonmembers_of_deployed"] >= 539 - 6
     canaries = result["models"]["teacher, canaries, pooled over 4 reference targets"]["attacks"]["loss"]
     assert canaries["n_members"] == canaries["n_nonmembers"] == 6 * 2  # each canary IN for 2 of the 4 targets
+    best = 0.05 ** (1 / 12)  # Clopper-Pearson at 12 of 12: no 12-vs-12 test bounds epsilon above ln(best / (1 - best))
+    assert 0.0 <= canaries["epsilon_lower_bound"] <= np.log(best / (1 - best)) + 1e-9
     with np.load(tmp_path / "mia" / "keep.npz") as saved:
         keep, origin = saved["keep"], saved["origin"]
     np.testing.assert_array_equal(keep.sum(0), 2)

@@ -27,6 +27,7 @@ from kr_lightning.errors import ConfigError, MissingInputError
 from kr_lightning.layout import check_run_dataset
 from kr_lightning.models.loading import load_classifier
 from kr_lightning.privacy.design import keep_matrix
+from kr_lightning.privacy.epsilon import empirical_epsilon
 from kr_lightning.privacy.memorisation_audit import memorisation_report
 from kr_lightning.privacy.plots import roc_figure
 from kr_lightning.privacy.references import ReferenceRecipe, run_reference
@@ -228,15 +229,13 @@ def mia(
             )
         }
         if canary.any():
-            models[f"{kind}, canaries, pooled over {n_references} reference targets"] = {
-                "attacks": summarize_all(
-                    {a: v[is_canary] for a, v in pooled.items()},
-                    pooled_member[is_canary],
-                    rng,
-                    n_boot,
-                    groups[is_canary],
-                )
-            }
+            on_canaries = {a: v[is_canary] for a, v in pooled.items()}
+            attacks = summarize_all(on_canaries, pooled_member[is_canary], rng, n_boot, groups[is_canary])
+            delta = 1 / (10 * int(member.sum()))
+            for attack, summary in attacks.items():  # optimistic: the threshold is picked on the same scores
+                summary["epsilon_lower_bound"] = empirical_epsilon(on_canaries[attack], pooled_member[is_canary], delta)
+                summary["epsilon_lower_bound_delta"] = delta
+            models[f"{kind}, canaries, pooled over {n_references} reference targets"] = {"attacks": attacks}
         for attack in scores:
             curves = {"deployed": (scores[attack], member[scored]), "pooled LOO": (pooled[attack], pooled_member)}
             if canary.any():

@@ -149,3 +149,31 @@ def test_summarize_cluster_bootstrap_over_targets():
     report = summarize(scores, members, np.random.default_rng(5), n_boot=50, groups=np.arange(600) % 6)
     assert report["bootstrap"] == "cluster"
     assert report["auc_ci"][0] <= report["auc"] <= report["auc_ci"][1]
+
+
+# ---------------------------------------------------------------- empirical epsilon (Clopper-Pearson)
+
+
+def test_empirical_epsilon_recovers_randomized_response():
+    """Randomized response at epsilon = 1 answers 'member' with probability e / (1 + e) for members."""
+    from kr_lightning.privacy.epsilon import empirical_epsilon
+
+    rng = np.random.default_rng(0)
+    n = 20_000
+    p = np.e / (1 + np.e)
+    member = np.r_[np.ones(n, bool), np.zeros(n, bool)]
+    scores = np.r_[rng.random(n) < p, rng.random(n) < 1 - p].astype(float)
+    eps = empirical_epsilon(scores, member)
+    assert 0.9 < eps <= 1.0
+
+
+def test_empirical_epsilon_is_zero_at_chance_and_bounded_by_the_sample_size():
+    from kr_lightning.privacy.epsilon import clopper_pearson, empirical_epsilon
+
+    rng = np.random.default_rng(1)
+    member = np.r_[np.ones(500, bool), np.zeros(500, bool)]
+    assert empirical_epsilon(rng.normal(size=1000), member) < 0.35
+    perfect = np.r_[np.ones(500), np.zeros(500)]
+    low, high = clopper_pearson([500, 0], 500, 0.05)
+    assert empirical_epsilon(perfect, member) == pytest.approx(np.log(low[0] / high[1]))  # ~ln(0.994 / 0.006)
+    assert 5.0 < empirical_epsilon(perfect, member) < 5.2
