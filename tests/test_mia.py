@@ -128,7 +128,10 @@ def test_mia_end_to_end_resumes_and_checks_m(
         raise AssertionError("a finished reference run was trained again")
 
     monkeypatch.setattr("kr_lightning.privacy.references.train_classifier", no_training)
-    assert run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run)["models"].keys()
+    monkeypatch.setattr("kr_lightning.privacy.audit.view_logits", no_training)  # targets re-scored from targets.npz
+    again = run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run, "--rmia_tie_break=true")
+    assert again["rmia"]["rmia_tie_break"] and again["models"].keys() == result["models"].keys()
+    assert again["models"]["teacher"]["attacks"]["loss"] == result["models"]["teacher"]["attacks"]["loss"]
     with pytest.raises(SystemExit):
         run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run, "--n_references=6")
     assert re.search("holds an audit with 4 reference models.*does not match", capsys.readouterr().err)
