@@ -113,3 +113,19 @@ def test_variant_overlays_compose_with_their_student(profile, capsys):
             assert config["data"]["init_args"][key] == value
         hard = values.get("model", {}).get("init_args", {}).get("alpha") == 1.0
         assert hard == (config["data"]["init_args"]["teacher_ckpt"] is None)
+
+
+@pytest.mark.parametrize("overlay", sorted((EXPERIMENTS / "overlays").glob("*/*.yaml")), ids=str)
+def test_every_overlay_composes_with_every_profile(overlay, capsys):
+    """``pipeline --overlays=FOLDER`` layers each file on its stage's recipe (before the dataset): it must parse."""
+    stage = overlay.stem
+    command = "fit" if stage in FIT_STAGES else stage
+    seed = "--seed_everything=3" if command == "fit" else "--seed=3"
+    expected = yaml.safe_load(overlay.read_text())
+    for profile in PROFILES:
+        recipe = EXPERIMENTS / "recipes" / profile / f"{stage}.yaml"
+        argv = [command, "--config", str(recipe), "--config", str(overlay)]
+        config = printed([*argv, "--config", str(EXPERIMENTS / "data" / "breastmnist.yaml"), seed], capsys)
+        for key, value in expected.items():
+            if not isinstance(value, dict):
+                assert config[key] == value, (profile, key)
