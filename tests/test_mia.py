@@ -85,7 +85,10 @@ def run_mia(tmp_path, teacher, student, generator_run, *extra):
 def test_mia_end_to_end_resumes_and_checks_m(
     tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run, monkeypatch, capsys
 ):
+    deployed = [tiny_digits_teacher, tiny_student_run / "checkpoints" / "best.ckpt"]
+    before = [p.read_bytes() for p in deployed]
     result = run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run)
+    assert [p.read_bytes() for p in deployed] == before  # reference runs write their checkpoints in their own folder
     assert "lower bound" in result["note"] and "canaries" in result["note"] and result["n_references"] == 4
     models = ("teacher", "student", "student, pooled over 4 reference targets", "teacher, canaries, pooled over 4")
     for model in [m for m in result["models"] if m.startswith(models)]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from kr_lightning import artifacts
@@ -28,9 +29,27 @@ from kr_lightning.privacy.signals import AuditPool, view_logits
 from kr_lightning.stages import KRCLI, build_stage, deep_merge
 
 
+def _callbacks_in(recipe: Path, run: Path) -> list[Any] | None:
+    """The recipe's callbacks with every checkpoint folder moved into ``run``.
+
+    A deployed run's ``config.yaml`` names its own ``checkpoints/`` folder: a reference run must never write there.
+    """
+    callbacks = ((yaml.safe_load(Path(recipe).read_text()) or {}).get("trainer") or {}).get("callbacks")
+    if not callbacks:
+        return None
+    moved = []
+    for callback in callbacks:
+        if isinstance(callback, dict) and "dirpath" in (callback.get("init_args") or {}):
+            callback = {**callback, "init_args": {**callback["init_args"], "dirpath": str(run / "checkpoints")}}
+        moved.append(callback)
+    return moved
+
+
 def _build(recipe: Path, dataset: Mapping[str, Any], run: Path, seed: int, overrides: Mapping[str, Any]) -> KRCLI:
-    """A reference stage: the recipe on ``dataset`` in folder ``run``, quiet."""
-    layout = {"trainer": {"default_root_dir": str(run)}}
+    """A reference stage: the recipe on ``dataset`` in folder ``run`` (checkpoints included), quiet."""
+    layout: dict[str, Any] = {"trainer": {"default_root_dir": str(run)}}
+    if (callbacks := _callbacks_in(recipe, run)) is not None:
+        layout["trainer"]["callbacks"] = callbacks
     return build_stage(recipe, dataset, seed=seed, overrides=deep_merge(layout, overrides), quiet=True)
 
 
