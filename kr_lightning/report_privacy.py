@@ -110,7 +110,7 @@ def plot_privacy_utility(path: Path, data: list[dict[str, Any]]) -> None:
                 ax.errorbar(e["tpr"], mean(d["acc"]), xerr=err, fmt="o", mfc=fill, mec=color, ecolor=color)
         ax.plot([], [], "o", color=color, label=d["label"])
     ax.axvline(0.01, color="gray", lw=0.8, ls=":", label="chance (TPR = FPR = 1 %)")
-    ax.set(xlabel="TPR at 1 % FPR (filled: population, open: canaries)", ylabel="test accuracy", xscale="symlog")
+    ax.set(xlabel="TPR at 1 % FPR (filled: population, open: canaries)", ylabel="test accuracy")
     ax.set_xscale("symlog", linthresh=0.01)
     ax.legend(fontsize=7, loc="lower right")
     artifacts.save_figure(path, fig, dpi=120)

@@ -27,6 +27,7 @@ from opacus.optimizers import DPOptimizer
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from opacus.validators import ModuleValidator
 from torch import nn
+from torch.utils.data import DataLoader
 
 from kr_lightning.errors import ConfigError
 from kr_lightning.models.networks import SmallCNN
@@ -90,6 +91,7 @@ class DPTeacher(Teacher):
         self.noise_multiplier: float | None = None
         self.target_delta: float | None = None
         self._saved_accountant: dict[str, Any] | None = None
+        self._noise_seed = 0
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         """SGD with momentum, or AdamW, over the network's parameters."""
@@ -103,15 +105,15 @@ class DPTeacher(Teacher):
         x, y = batch
         return F.cross_entropy(self(x), y, reduction="sum") / max(1, len(y))
 
-    def _poisson_rate(self) -> tuple[float, int]:
-        """The sample rate q of the run's Poisson loader and the number N of training images, checked."""
+    def _poisson_loader(self) -> DataLoader:
+        """The run's training loader, checked to draw Poisson batches."""
         loader = self.trainer.datamodule.train_dataloader()
         if not isinstance(loader.batch_sampler, UniformWithReplacementSampler):
             raise ConfigError(
                 "DPTeacher needs Poisson-sampled training batches (what the DP-SGD accountant assumes): set "
                 "data.init_args.sampling: poisson (experiments/recipes/cpu/teacher_dp.yaml does)"
             )
-        return loader.batch_sampler.sample_rate, len(loader.dataset)
+        return loader
 
     def wrap_optimizer(self, optimizer: torch.optim.Optimizer) -> DPOptimizer:
         """Opacus' DP optimizer: per-sample clipping, noise calibrated to spend ``epsilon`` in the planned steps."""
@@ -122,7 +124,8 @@ class DPTeacher(Teacher):
                 f"step per Poisson batch); got {trainer.world_size} processes, accumulate_grad_batches="
                 f"{trainer.accumulate_grad_batches}"
             )
-        sample_rate, n = self._poisson_rate()
+        loader = self._poisson_loader()
+        sample_rate, n = loader.batch_sampler.sample_rate, len(loader.dataset)
         delta = hp.delta if hp.delta is not None else 1 / (10 * n)
         if delta >= 1 / n:
             raise ConfigError(
@@ -143,7 +146,7 @@ class DPTeacher(Teacher):
         _, private, _ = self.engine.make_private(
             module=self.net,
             optimizer=optimizer,
-            data_loader=self.trainer.datamodule.train_dataloader(),
+            data_loader=loader,
             noise_multiplier=self.noise_multiplier,
             max_grad_norm=hp.max_grad_norm,
             poisson_sampling=False,  # the data module already draws Poisson batches at this rate
