@@ -129,3 +129,14 @@ def test_every_overlay_composes_with_every_profile(overlay, capsys):
         for key, value in expected.items():
             if not isinstance(value, dict):
                 assert config[key] == value, (profile, key)
+
+
+@pytest.mark.parametrize("overlay", sorted((EXPERIMENTS / "ablations" / "gkd").glob("*.yaml")), ids=lambda p: p.stem)
+def test_gkd_ablation_overlays_set_their_knob_in_their_own_folder(overlay, capsys):
+    """Each GKD knob overlay (the command in its header) parses, sets its knob and writes to its own run folder."""
+    argv = ["fit", "--config", str(EXPERIMENTS / "recipes/cpu/student.yaml"), "--config", str(overlay)]
+    config = printed([*argv, "--config", str(EXPERIMENTS / "data/breastmnist.yaml")], capsys)
+    assert Path(config["trainer"]["default_root_dir"]) == Path("runs/breastmnist/seed0/ablations/gkd") / overlay.stem
+    for group in ("model", "data"):
+        for key, value in yaml.safe_load(overlay.read_text()).get(group, {}).get("init_args", {}).items():
+            assert config[group]["init_args"][key] == value, (group, key)

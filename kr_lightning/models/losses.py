@@ -6,14 +6,24 @@ import torch
 import torch.nn.functional as F
 
 
-def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of ``-sum_k p_k log softmax(logits)_k``.
+def soft_cross_entropy(
+    logits: torch.Tensor, target_probs: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean over the batch of ``-sum_k p_k log softmax(logits)_k`` (weighted by ``weights`` when given).
 
     Args:
         logits: ``(B, K)`` student logits.
         target_probs: ``(B, K)`` target distributions (rows sum to 1).
+        weights: ``(B,)`` non-negative per-image weights (see :func:`weighted_mean`).
     """
-    return -(target_probs * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+    return weighted_mean(-(target_probs * F.log_softmax(logits, dim=-1)).sum(-1), weights)
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``sum_i w_i v_i / sum_i w_i`` (the plain mean without weights); 0, differentiable, when every ``w_i = 0``."""
+    if weights is None:
+        return values.mean()
+    return (weights * values).sum() / weights.sum().clamp_min(torch.finfo(values.dtype).tiny)
 
 
 def smooth(probs: torch.Tensor, label_smoothing: float) -> torch.Tensor:
@@ -29,6 +39,7 @@ def kd_loss(
     temperature: float = 1.0,
     alpha: float = 0.0,
     label_smoothing: float = 0.0,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generative-knowledge-distillation loss (Hinton et al. 2015, Eq. 2 with the T^2 factor).
 
@@ -43,11 +54,15 @@ def kd_loss(
         temperature: Distillation temperature ``T > 0``.
         alpha: Weight of the hard-label term in ``[0, 1]``.
         label_smoothing: Smoothing ``eps`` in ``[0, 1)``.
+        weights: ``(B,)`` per-image weights of both terms (:mod:`kr_lightning.models.sample_weights`); ``None``:
+            the plain batch mean.
     """
-    soft = soft_cross_entropy(logits / temperature, smooth(teacher_probs, label_smoothing)) * temperature**2
+    soft = soft_cross_entropy(logits / temperature, smooth(teacher_probs, label_smoothing), weights) * temperature**2
     if alpha == 0.0:
         return soft
     if hard_labels is None:
         raise ValueError("kd_loss with alpha > 0 needs hard_labels")
-    hard = F.cross_entropy(logits, hard_labels, label_smoothing=label_smoothing)
+    hard = weighted_mean(
+        F.cross_entropy(logits, hard_labels, label_smoothing=label_smoothing, reduction="none"), weights
+    )
     return (1.0 - alpha) * soft + alpha * hard
