@@ -117,6 +117,12 @@ def plot_privacy_utility(path: Path, data: list[dict[str, Any]]) -> None:
     plt.close(fig)
 
 
+def _with_ci(m: dict[str, Any], key: str, digits: int) -> str:
+    """``value [low, high]`` of one audit metric (``[-]`` where the audit saved no interval)."""
+    low, high = m.get(f"{key}_ci") or [math.nan, math.nan]
+    return f"{m[key]:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def mia_rows(seeds: dict[str, Any]) -> list[str]:
     """Markdown lines of every privacy audit (one block per seed and audit)."""
     lines = []
@@ -125,16 +131,17 @@ def mia_rows(seeds: dict[str, Any]) -> list[str]:
             lines += [
                 f"Privacy audit `{name}`, {seed} ({audit.get('note', '')}):",
                 "",
-                "| model | attack | AUC | TPR @ 1% FPR [95% CI] | TPR @ 0.1% FPR | negatives |",
+                "| model | attack | AUC [95% CI] | TPR @ 1% FPR [95% CI] | TPR @ 0.1% FPR [95% CI] "
+                "| members / non-members |",
                 "|---|---|---|---|---|---|",
             ]
             for model, result in audit["models"].items():
                 for attack, m in result["attacks"].items():
-                    ci = m.get(f"{TPR}_ci") or [math.nan, math.nan]
                     low = "" if m.get("tpr_at_fpr_0.001_resolvable", True) else " (not resolvable)"
                     lines.append(
-                        f"| {model} | {attack} | {m['auc']:.3f} | {m[TPR]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] "
-                        f"| {m['tpr_at_fpr_0.001']:.4f}{low} | {m['n_nonmembers']} |"
+                        f"| {model} | {attack} | {_with_ci(m, 'auc', 3)} | {_with_ci(m, TPR, 3)} "
+                        f"| {_with_ci(m, 'tpr_at_fpr_0.001', 4)}{low} | {m.get('n_members', '-')} / "
+                        f"{m['n_nonmembers']} |"
                     )
             lines += ["", f"Source: `{data['audit_sources'][name]}`", ""]
     return lines
