@@ -132,7 +132,18 @@ def test_mia_end_to_end_resumes_and_checks_m(
 
     monkeypatch.setattr("kr_lightning.privacy.references.train_classifier", no_training)
     monkeypatch.setattr("kr_lightning.privacy.audit.view_logits", no_training)  # targets re-scored from targets.npz
+    plotted = {}
+    monkeypatch.setattr(
+        "kr_lightning.privacy.audit.roc_figure", lambda path, title, curves: plotted.update({title: curves})
+    )
     again = run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run, "--rmia_tie_break=true")
+    for kind in ("teacher", "student"):  # each ROC curve holds exactly the scores of its table row
+        curves = plotted[f"{kind}: loss"]
+        rows = {"deployed": kind, "pooled LOO": f"{kind}, pooled over 4 reference targets"}
+        rows["canaries (pooled LOO)"] = f"{kind}, canaries, pooled over 4 reference targets"
+        for label, (_, is_member) in curves.items():
+            row = again["models"][rows[label]]["attacks"]["loss"]
+            assert (int(is_member.sum()), int((~is_member).sum())) == (row["n_members"], row["n_nonmembers"]), label
     assert again["rmia"]["rmia_tie_break"] and again["models"].keys() == result["models"].keys()
     assert again["models"]["teacher"]["attacks"]["loss"] == result["models"]["teacher"]["attacks"]["loss"]
     with pytest.raises(SystemExit):

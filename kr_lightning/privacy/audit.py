@@ -237,7 +237,8 @@ def mia(
                 summary["epsilon_lower_bound_delta"] = delta
             models[f"{kind}, canaries, pooled over {n_references} reference targets"] = {"attacks": attacks}
         for attack in scores:
-            curves = {"deployed": (scores[attack], member[scored]), "pooled LOO": (pooled[attack], pooled_member)}
+            population = (pooled[attack][~is_canary], pooled_member[~is_canary])  # as the pooled table row
+            curves = {"deployed": (scores[attack], member[scored]), "pooled LOO": population}
             if canary.any():
                 curves["canaries (pooled LOO)"] = (pooled[attack][is_canary], pooled_member[is_canary])
             roc_figure(folder / f"roc_{kind}_{attack}.png", f"{kind}: {attack}", curves)
