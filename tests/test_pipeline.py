@@ -162,6 +162,8 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     stages = ("generator", "teacher", "teacher_dp_eps8.0", "select", "student", "student_hard_static", "mia")
     for stage in (*stages, "mia_dp_eps8.0"):
         assert (tmp_path / "runs" / "digits" / "seed0" / stage).is_dir(), stage
+    dp_audit = json.loads((tmp_path / "runs" / "digits" / "seed0" / "mia_dp_eps8.0" / "mia.json").read_text())
+    assert dp_audit["note"].startswith("teacher only") and "student" not in dp_audit["models"]
     main(args)
     again = capsys.readouterr().out
     assert again.count(": done (") == 12  # every stage is skipped the second time

@@ -46,6 +46,8 @@ CANARY_NOTE = {
     "b": "; canaries: each reference generator, teacher and student trains on the canaries IN for it",
 }
 
+TEACHER_NOTE = "teacher only: re-trained per reference model with the deployed teacher's recipe, canaries IN for half"
+
 
 def load_or_make_keep(folder: Path, n_references: int, pool: AuditPool, seed: int, n_in: np.ndarray) -> np.ndarray:
     """The keep matrix of this audit, created once; a different M, pool, canaries or inclusion on disk is an error."""
@@ -249,7 +251,7 @@ def mia(
             {"pool_index": j, "train_index": j, "label": int(pool.labels[j]), "lira": float(lira[j])} for j in order
         ]
     deployed_train = int(member.sum())
-    note = MODE_NOTE[mode] + (CANARY_NOTE[mode] if canary.any() else "")
+    note = MODE_NOTE[mode] + (CANARY_NOTE[mode] if canary.any() else "") if "student" in deployed else TEACHER_NOTE
     summary = {
         "note": note,
         "mode": mode,
