@@ -100,7 +100,7 @@ def plot_privacy_utility(path: Path, data: list[dict[str, Any]]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(8.0, 4.0), constrained_layout=True)
     for i, d in enumerate(data):
         color = f"C{i % 10}"
         for group, fill in (("population", color), ("canaries", "none")):
@@ -112,7 +112,7 @@ def plot_privacy_utility(path: Path, data: list[dict[str, Any]]) -> None:
     ax.axvline(0.01, color="gray", lw=0.8, ls=":", label="chance (TPR = FPR = 1 %)")
     ax.set(xlabel="TPR at 1 % FPR (filled: population, open: canaries)", ylabel="test accuracy")
     ax.set_xscale("symlog", linthresh=0.01)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: never over a point
     artifacts.save_figure(path, fig, dpi=120)
     plt.close(fig)
 
