@@ -1,13 +1,14 @@
 """Sampling cost vs synthetic quality: seconds per GKD set and per 1,000 images against every quality metric.
 
 Each setting of ``--settings`` (a YAML list: sampler, steps, guidance, optional guidance_interval, optional
-``bf16``) draws with the GKD data module's generation speed-ups (batches of ``--batch``, channels-last, compiled
-UNet). Every setting is built and warmed up first, then one GKD-sized set (``|train|`` images, class-balanced) is
-timed per setting in ``--rounds`` interleaved rounds, so that drifts of the machine's speed hit every setting
-alike; the cost ratio to the first setting (the baseline) is the median of the per-round ratios. Quality: 1,000
-class-balanced images per setting (the ``quality`` command's noise), scored in the teacher's feature space
-(:mod:`kr_lightning.quality`), and the first setting again on ``--spread-seeds`` other noise seeds (its
-seed-to-seed spread); with ``--cas-seeds`` also the select stage's val CAS. Only train and val are read.
+``bf16``, optional ``generator``: another generator than ``--generator``, e.g. a few-step one, named by ``label``,
+optional ``batch``: its own generation batch) draws with the GKD data module's generation speed-ups (batches of
+``--batch``, channels-last, compiled UNet). Every setting is built and warmed up first, then one GKD-sized set
+(``|train|`` images, class-balanced) is timed per setting in ``--rounds`` interleaved rounds, so that drifts of the
+machine's speed hit every setting alike; the cost ratio to the first setting (the baseline) is the median of the
+per-round ratios. Quality: 1,000 class-balanced images per setting (the ``quality`` command's noise), scored in the
+teacher's feature space (:mod:`kr_lightning.quality`), and the first setting again on ``--spread-seeds`` other noise
+seeds (its seed-to-seed spread); with ``--cas-seeds`` also the select stage's val CAS. Only train and val are read.
 
     python benchmarks/sampling_frontier.py --generator <gen.ckpt> --teacher <best.ckpt> --dataset breastmnist \
         --settings experiments/ablations/sampling/frontier.yaml --out runs/ablations/frontier
@@ -47,8 +48,13 @@ def read_settings(path: str) -> list[dict[str, Any]]:
     for s in settings:
         s["guidance_interval"] = None if s.get("guidance_interval") is None else check_interval(s["guidance_interval"])
         s.setdefault("bf16", False)
+        s.setdefault("generator", None)
+        s.setdefault("batch", None)
         s["name"] = knobs_name(s["sampler"], s["steps"], s["guidance"], s["guidance_interval"])
         s["name"] += "-bf16" if s["bf16"] else ""
+        s["name"] += "" if s["batch"] is None else f"-b{s['batch']}"
+        if s["generator"] is not None:
+            s["name"] += f"-{s.get('label') or Path(s['generator']).parent.name}"
     return settings
 
 
@@ -61,10 +67,9 @@ def guided_count(pipe: Any, setting: dict[str, Any]) -> int:  # noqa: ANN401 - a
     return sum(guided_mask(noise_levels(scheduler), setting["guidance_interval"]))
 
 
-def drawer(pipes: dict[bool, Any], setting: dict[str, Any], batch: int):  # noqa: ANN201 - a closure
-    """``draw(labels, rng)`` with the setting's knobs on the float32 or bf16 pipeline."""
+def drawer(pipe: Any, setting: dict[str, Any], batch: int):  # noqa: ANN201, ANN401 - a closure over a pipeline
+    """``draw(labels, rng)`` with the setting's knobs on its (float32 or bf16) pipeline."""
     knobs = {k: setting[k] for k in ("steps", "guidance", "sampler", "guidance_interval")}
-    pipe = pipes[setting["bf16"]]
 
     def draw(labels: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
         return synthesize(pipe, labels, rng, batch_size=batch, **knobs).cpu()
@@ -91,17 +96,21 @@ def main(argv: list[str] | None = None) -> None:
     settings = read_settings(args.settings)
     data = ImageDataModule(flag=args.dataset)
     data.setup("fit")
-    base = load_generator(args.generator)
+    for s in settings:
+        s["generator"] = s["generator"] or args.generator
+    bases = {path: load_generator(path) for path in {s["generator"] for s in settings}}
     speedups = {"channels_last": True, "compile": not args.no_compile}
-    pipes = {False: copy.deepcopy(base).optimize(**speedups)}
-    if any(s["bf16"] for s in settings):
-        pipes[True] = copy.deepcopy(base).optimize(**speedups, bf16=True)
+    pipes = {
+        (path, bf16): copy.deepcopy(bases[path]).optimize(**speedups, bf16=bf16)
+        for path, bf16 in {(s["generator"], s["bf16"]) for s in settings}
+    }
     n_set = set_size(1.0, len(data.split("train").labels))
     set_labels = balanced_labels(data.num_classes, n_set)
-    draws = {s["name"]: drawer(pipes, s, args.batch) for s in settings}
+    draws = {s["name"]: drawer(pipes[s["generator"], s["bf16"]], s, s["batch"] or args.batch) for s in settings}
     warmup = {}
-    shapes = set_labels[: args.batch + n_set % args.batch]  # a full batch and the last, smaller one
-    for name, draw in draws.items():  # compile every batch shape once (guided and plain steps differ)
+    for s in settings:  # compile every batch shape once (guided and plain steps differ)
+        name, draw, batch = s["name"], draws[s["name"]], s["batch"] or args.batch
+        shapes = set_labels[: batch + n_set % batch]  # a full batch and the last, smaller one
         start = time.perf_counter()
         draw(shapes, make_rng(args.seed, 99, stream=GENERATION))
         warmup[name] = time.perf_counter() - start
@@ -124,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         quality = scorer.score(draw(quality_labels, make_rng(args.seed, stream=QUALITY)), quality_labels)
         ratios = [b / t for b, t in zip(seconds[baseline], seconds[name], strict=True)]
         row = {"setting": name, **{k: s[k] for k in ("sampler", "steps", "guidance", "guidance_interval", "bf16")}}
-        row |= {"unet_rows_per_image": unet_rows(s["steps"], guided_count(base, s)), "set_images": n_set}
+        row |= {"generator": s["generator"], "batch": s["batch"] or args.batch, "set_images": n_set}
+        row |= {"unet_rows_per_image": unet_rows(s["steps"], guided_count(bases[s["generator"]], s))}
         row |= {"set_seconds": statistics.median(seconds[name]), "set_seconds_each": seconds[name]}
         row |= {"s_per_1000": 1000 * statistics.median(seconds[name]) / n_set, "warmup_s": warmup[name]}
         row |= {"speedup_vs_baseline": statistics.median(ratios), "speedup_each": ratios}
@@ -139,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
             seeds = list(range(args.cas_seeds))
             precision = "bf16-mixed" if s["bf16"] else "32-true"  # the quick students' set in the setting's precision
             recipe = QuickStudent(SmallCNN, "hard", None, 30, 2e-3, 1e-3, 64, 1.0, "uniform", seeds, "auto", precision)
-            candidate = Candidate(args.generator, s["steps"], s["guidance"], s["sampler"], s["guidance_interval"])
+            candidate = Candidate(s["generator"], s["steps"], s["guidance"], s["sampler"], s["guidance_interval"])
             cas = score_candidate(candidate, data, recipe, args.seed)
             row |= {"val_acc": cas["val_acc"], "val_auc": cas["val_auc"], "cas_runs": cas["runs"]}
         rows.append(row)

@@ -19,6 +19,7 @@ stream                    keys                         draws
 ``SAMPLING``              free                         one-off sampling noise (benchmarks, tests)
 ``POISSON``               ``(epoch,)``                 which real images a DP-SGD epoch's Poisson batches hold
 ``DP_NOISE``              ``(epoch,)``                 the Gaussian noise DP-SGD adds to the clipped gradients
+``TRAJECTORIES``          ``(split,)``                 noise of the teacher sampling paths a few-step student learns
 ========================  ===========================  ===============================================================
 
 What a seed covers: a run's ``seed`` (each module's ``seed``, else ``seed_everything``) fixes every stream above
@@ -51,6 +52,7 @@ QUALITY = "quality"
 SAMPLING = "sampling"
 POISSON = "poisson"
 DP_NOISE = "dp-noise"
+TRAJECTORIES = "trajectories"
 STREAMS = (
     GENERATION,
     AUGMENTATION,
@@ -64,6 +66,7 @@ STREAMS = (
     SAMPLING,
     POISSON,
     DP_NOISE,
+    TRAJECTORIES,
 )
 
 

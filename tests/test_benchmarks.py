@@ -17,11 +17,13 @@ def frontier():
 
 
 def test_frontier_times_and_scores_every_setting(tmp_path, tiny_generator_run, tiny_digits_teacher, frontier):
+    last = tiny_generator_run / "checkpoints" / "last.ckpt"  # a setting may draw from another generator
     settings = tmp_path / "settings.yaml"
     settings.write_text(
         "settings:\n"
         "  - {sampler: dpmsolver++, steps: 3, guidance: 2.0}\n"
         "  - {sampler: unipc, steps: 2, guidance: 2.0, guidance_interval: [0.5, 100.0]}\n"
+        f"  - {{sampler: ddim, steps: 2, guidance: 1.0, generator: {last}, label: other, batch: 5}}\n"
     )
     frontier.main(
         [
@@ -37,10 +39,11 @@ def test_frontier_times_and_scores_every_setting(tmp_path, tiny_generator_run, t
         ]
     )
     rows = [json.loads(line) for line in (tmp_path / "out" / "frontier.jsonl").read_text().splitlines()]
-    assert [r["setting"] for r in rows] == ["dpmsolver++-s3-g2", "unipc-s2-g2-i0.5-100"]
-    assert [r["unet_rows_per_image"] for r in rows] == [6, 3]  # sigma ~2e4 (t = T) is outside the interval
-    assert rows[0]["speedup_vs_baseline"] == 1.0 and all(s > 0 for s in rows[1]["speedup_each"])
-    assert len(rows[0]["spread"]["fidelity"]) == 2 and "spread" not in rows[1]
+    assert [r["setting"] for r in rows] == ["dpmsolver++-s3-g2", "unipc-s2-g2-i0.5-100", "ddim-s2-g1-other-b5"]
+    assert [r["unet_rows_per_image"] for r in rows] == [6, 3, 2]  # sigma ~2e4 (t = T) is outside the interval
+    assert rows[2]["generator"] == str(last) and rows[0]["generator"] == str(tiny_generator_run / "export")
+    assert rows[0]["speedup_vs_baseline"] == 1.0 and all(s > 0 for r in rows[1:] for s in r["speedup_each"])
+    assert len(rows[0]["spread"]["fidelity"]) == 2 and all("spread" not in r for r in rows[1:])
     for r in rows:
         assert 0.0 <= r["quality"]["fidelity"] <= 1.0 and r["s_per_1000"] > 0 and len(r["set_seconds_each"]) == 1
     assert (tmp_path / "out" / "frontier.png").is_file()

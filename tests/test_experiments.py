@@ -35,7 +35,10 @@ def test_layout_covers_every_dataset_and_profile():
     assert sorted(p.stem for p in FRAGMENTS) == sorted(DATASETS)
     assert len([d for d in DATASETS if dataset_info(d).source == "medmnist"]) == 11
     for profile in PROFILES:
-        names = {p.name for p in (EXPERIMENTS / "recipes" / profile).glob("*.yaml")} - {"teacher_dp.yaml"}
+        names = {p.name for p in (EXPERIMENTS / "recipes" / profile).glob("*.yaml")} - {
+            "teacher_dp.yaml",
+            "fewstep.yaml",
+        }
         assert names == {"generator.yaml", "teacher.yaml", "select.yaml", "student.yaml", "mia.yaml", "quality.yaml"}, (
             profile
         )
@@ -140,3 +143,18 @@ def test_gkd_ablation_overlays_set_their_knob_in_their_own_folder(overlay, capsy
     for group in ("model", "data"):
         for key, value in yaml.safe_load(overlay.read_text()).get(group, {}).get("init_args", {}).items():
             assert config[group]["init_args"][key] == value, (group, key)
+
+
+def test_fewstep_recipe_and_its_student_overlays_point_at_one_run(capsys):
+    """The few-step recipe distils the seed's generator into its own folder; the overlays sample that export."""
+    data = ["--config", str(EXPERIMENTS / "data/breastmnist.yaml"), "--seed_everything=2"]
+    config = printed(["fit", "--config", str(EXPERIMENTS / "recipes/cpu/fewstep.yaml"), *data], capsys)
+    seed_dir = Path("runs/breastmnist/seed2")
+    assert Path(config["trainer"]["default_root_dir"]) == seed_dir / "fewstep"
+    model, paths = config["model"]["init_args"], config["data"]["init_args"]
+    assert model["teacher"] == paths["teacher"] and model["student_steps"] == paths["student_steps"] == 5
+    for overlay in sorted((EXPERIMENTS / "ablations" / "fewstep").glob("*.yaml")):
+        argv = ["fit", "--config", str(EXPERIMENTS / "recipes/cpu/student.yaml"), "--config", str(overlay), *data]
+        init = printed(argv, capsys)["data"]["init_args"]
+        assert Path(init["generator"]) == seed_dir / "fewstep" / "export", overlay
+        assert (init["steps"], init["guidance"], init["sampler"], init["regenerate_every"]) == (5, 1.0, "ddim", 1)

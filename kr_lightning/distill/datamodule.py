@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from kr_lightning.data.datamodule import ImageDataModule
 from kr_lightning.distill import cache
 from kr_lightning.distill.deferred import DeferredDataset
-from kr_lightning.distill.plan import KNOBS, SyntheticPlan, resolve_knobs
+from kr_lightning.distill.plan import KNOBS, SyntheticPlan, resolve_knobs, selection_winner
 from kr_lightning.distill.schedule import set_index
 from kr_lightning.distill.synthesis import (
     balanced_labels,
@@ -33,7 +33,6 @@ from kr_lightning.models.generator_pipeline import ClassConditionalPipeline
 from kr_lightning.models.loading import load_classifier, load_generator
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.models.speedups import GenPrecision, wants_bf16
-from kr_lightning.runs import read_json
 from kr_lightning.seeding import GENERATION, SHUFFLE, derive_seed, make_rng
 
 
@@ -150,12 +149,7 @@ class GKDDataModule(ImageDataModule):
     # -- setup ---------------------------------------------------------------------------------------------------
     def selection_winner(self) -> dict[str, Any] | None:
         """The winner of ``selection.json`` (``None`` without a selection)."""
-        if self.selection is None:
-            return None
-        winner = read_json(self.selection).get("winner")
-        if not isinstance(winner, dict):
-            raise ConfigError(f"{self.selection} has no 'winner'; rerun `python -m kr_lightning select`")
-        return winner
+        return selection_winner(self.selection)
 
     def setup(self, stage: str | None = None) -> None:
         """Load the real splits, the frozen generator and teacher; check the Trainer's reload setting."""

@@ -12,9 +12,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kr_lightning.errors import ConfigError
 from kr_lightning.models.sampling import GuidanceInterval, check_interval
+from kr_lightning.runs import read_json
 
 KNOBS = ("steps", "guidance", "sampler", "guidance_interval")
+
+
+def selection_winner(selection: str | None) -> dict[str, Any] | None:
+    """The winner (generator and sampling knobs) of a ``selection.json`` written by ``select``; ``None``: none."""
+    if selection is None:
+        return None
+    winner = read_json(selection).get("winner")
+    if not isinstance(winner, dict):
+        raise ConfigError(f"{selection} has no 'winner'; rerun `python -m kr_lightning select`")
+    return winner
 
 
 def resolve_knobs(

@@ -47,6 +47,8 @@ class ClassConditionalPipeline(DiffusionPipeline):
         sample_steps: Default number of sampler steps.
         sample_guidance: Default guidance scale.
         sampler: Default sampler kind (one of ``SAMPLERS``).
+        distilled_from: For a few-step generator (:mod:`kr_lightning.fewstep`): the generator it was distilled from
+            and that generator's sampler knobs; ``None`` for a generator trained on images.
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class ClassConditionalPipeline(DiffusionPipeline):
         sample_steps: int = 20,
         sample_guidance: float = 2.0,
         sampler: str = "ddim",  # a SamplerKind; diffusers' loader cannot check Literal annotations
+        distilled_from: dict | None = None,
     ) -> None:
         super().__init__()
         embeddings = unet.config.num_class_embeds
@@ -78,6 +81,7 @@ class ClassConditionalPipeline(DiffusionPipeline):
             sample_steps=int(sample_steps),
             sample_guidance=float(sample_guidance),
             sampler=sampler,
+            distilled_from=distilled_from,
         )
         self.autocast: torch.dtype | None = None  # set by optimize(bf16=True)
 
@@ -111,6 +115,11 @@ class ClassConditionalPipeline(DiffusionPipeline):
     def sampler(self) -> SamplerKind:
         """Default sampler kind."""
         return self.config.sampler
+
+    @property
+    def distilled_from(self) -> dict | None:
+        """The generator and knobs a few-step generator was distilled from (``None``: trained on images)."""
+        return self.config.get("distilled_from")
 
     @property
     def source(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import json
 from pathlib import Path
@@ -101,7 +102,10 @@ def _from_checkpoint(path: Path) -> ClassConditionalPipeline:
             "checkpoint (runs/<dataset>/generator/checkpoints/*.ckpt) or its export folder"
         )
     accepted = inspect.signature(DiffusionGenerator).parameters
-    model = DiffusionGenerator(**{k: v for k, v in hp.items() if k in accepted})
+    # A fresh context: built while LightningCLI instantiates another module (a generator loaded in its __init__),
+    # save_hyperparameters would otherwise record that module's hyperparameters, which LightningCLI puts in a
+    # context variable, instead of these.
+    model = contextvars.Context().run(DiffusionGenerator, **{k: v for k, v in hp.items() if k in accepted})
     model.load_state_dict(state)
     pipe = model.frozen()
     pipe.register_to_config(_name_or_path=str(path))

@@ -11,7 +11,7 @@ conditional model alone, at half the UNet cost of a guided step.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import torch
@@ -161,15 +161,100 @@ def sample(
     Returns:
         ``(N, C, image_size, image_size)`` float32 images in ``[-1, 1]`` on the UNet's device.
     """
+    trajectories = _denoise(
+        unet,
+        scheduler_config,
+        labels,
+        steps=steps,
+        guidance=guidance,
+        null_label=null_label,
+        rng=rng,
+        sampler=sampler,
+        guidance_interval=guidance_interval,
+        batch_size=batch_size,
+        autocast=autocast,
+        progress=progress,
+    )
+    out = [states[-1].clamp(-1.0, 1.0) for states in trajectories]
+    images = torch.cat(out) if out else _initial_noise(unet, labels, rng)
+    return images if image_size is None else center_crop(images, image_size)
+
+
+@torch.no_grad()
+def sample_trajectory(
+    unet: UNet2DModel,
+    scheduler_config: Mapping[str, Any],
+    labels: torch.Tensor,
+    *,
+    steps: int,
+    guidance: float,
+    null_label: int,
+    rng: torch.Generator,
+    sampler: SamplerKind = "ddim",
+    guidance_interval: GuidanceInterval | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> torch.Tensor:
+    """The whole denoising path of :func:`sample`: the state before every step, then the final image.
+
+    Same noise, steps and guidance as :func:`sample` with the same arguments (its images are the last state,
+    cropped). Used to distil a sampler into fewer steps (:mod:`kr_lightning.fewstep`).
+
+    Returns:
+        ``(N, steps + 1, C, S, S)`` float32 states at the UNet's (padded) size ``S`` on the UNet's device; the last
+        one is clamped to ``[-1, 1]`` as :func:`sample` clamps its images.
+    """
+    trajectories = _denoise(
+        unet,
+        scheduler_config,
+        labels,
+        steps=steps,
+        guidance=guidance,
+        null_label=null_label,
+        rng=rng,
+        sampler=sampler,
+        guidance_interval=guidance_interval,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    out = []
+    for states in trajectories:
+        states[-1] = states[-1].clamp(-1.0, 1.0)
+        out.append(torch.stack(states, dim=1))
+    if out:
+        return torch.cat(out)
+    return _initial_noise(unet, labels, rng).unsqueeze(1).expand(-1, steps + 1, -1, -1, -1)
+
+
+def _initial_noise(unet: UNet2DModel, labels: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """All the starting noise of a request, drawn at once from ``rng`` (float32, on the UNet's device)."""
+    size = unet.config.sample_size
+    shape = (len(labels), unet.config.in_channels, size, size)
+    return torch.randn(shape, generator=rng, device=rng.device, dtype=torch.float32).to(unet.device)
+
+
+def _denoise(
+    unet: UNet2DModel,
+    scheduler_config: Mapping[str, Any],
+    labels: torch.Tensor,
+    *,
+    steps: int,
+    guidance: float,
+    null_label: int,
+    rng: torch.Generator,
+    sampler: SamplerKind,
+    guidance_interval: GuidanceInterval | None,
+    batch_size: int,
+    autocast: torch.dtype | None = None,
+    progress: bool = False,
+) -> Iterator[list[torch.Tensor]]:
+    """Denoise batch after batch; yields each batch's states (before every step, then the final, unclamped)."""
     if steps < 1:
         raise ConfigError(f"steps must be >= 1; got {steps}")
     device, dtype = unet.device, unet.dtype
     memory_format = torch.channels_last if _is_channels_last(unet) else torch.contiguous_format
-    size = unet.config.sample_size
-    shape = (len(labels), unet.config.in_channels, size, size)
-    noise = torch.randn(shape, generator=rng, device=rng.device, dtype=torch.float32).to(device)
+    noise = _initial_noise(unet, labels, rng)
     labels = labels.to(device)
-    out = []
     for start in tqdm(range(0, len(labels), batch_size), desc="sampling", disable=not progress, leave=False):
         scheduler = make_scheduler(scheduler_config, sampler)
         scheduler.set_timesteps(steps, device=device)
@@ -177,11 +262,11 @@ def sample(
         x = noise[start : start + batch_size] * scheduler.init_noise_sigma
         y = labels[start : start + batch_size]
         extra: dict[str, Any] = {"generator": rng} if sampler in ("ddpm", "dpmsolver++") else {}
+        states = []
         for t, guide in zip(scheduler.timesteps, guided, strict=True):
+            states.append(x)
             x_in = scheduler.scale_model_input(x, t).to(dtype=dtype, memory_format=memory_format)
             with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
                 eps = guided_prediction(unet, x_in, t, y, guidance if guide else 1.0, null_label)
             x = scheduler.step(eps, t, x, **extra).prev_sample
-        out.append(x.clamp(-1.0, 1.0))
-    images = torch.cat(out) if out else noise
-    return images if image_size is None else center_crop(images, image_size)
+        yield [*states, x]

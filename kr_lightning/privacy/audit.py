@@ -25,7 +25,7 @@ from kr_lightning.data.datamodule import ImageDataModule
 from kr_lightning.distill.plan import SyntheticPlan
 from kr_lightning.errors import ConfigError, MissingInputError
 from kr_lightning.layout import check_run_dataset
-from kr_lightning.models.loading import load_classifier
+from kr_lightning.models.loading import load_classifier, load_generator
 from kr_lightning.privacy.design import keep_matrix
 from kr_lightning.privacy.epsilon import empirical_epsilon
 from kr_lightning.privacy.memorisation_audit import memorisation_report
@@ -182,6 +182,8 @@ def mia(
     if student_folder is not None:
         deployed["student"] = student_folder / "checkpoints" / "best.ckpt"
         plan = deployed_plan(deployed_recipe(student_folder, data.flag), dataset, seed, folder / "plan")
+        if mode == "b":
+            check_mode_b_plan(plan)
     recipe = ReferenceRecipe(
         teacher=deployed_recipe(teacher_folder, data.flag),
         dataset=dataset,
@@ -289,6 +291,21 @@ def mia(
     path = artifacts.write_json(folder / "mia.json", summary)
     print(f"mia: wrote {path}")
     return path
+
+
+def check_mode_b_plan(plan: SyntheticPlan) -> None:
+    """Mode b re-trains the generator per reference: refuse a student that draws from a few-step generator.
+
+    Raises:
+        ConfigError: The plan's generator was distilled (mode b would sample an undistilled generator with the
+            few-step knobs).
+    """
+    if load_generator(plan.generator).distilled_from:
+        raise ConfigError(
+            f"mode b re-trains the generator per reference, but the deployed student draws from a few-step "
+            f"generator ({plan.generator}) distilled from it, and mode b does not re-train the distillation; "
+            "audit it with --mode=a, or audit a student that samples the generator itself"
+        )
 
 
 def deployed_recipe(run: Path, flag: str) -> Path:
