@@ -7,9 +7,11 @@ then the summary line, whose ``naive_img_per_s``, ``ours_img_per_s`` and ``speed
 and the UNet's achieved GFLOP/s against a large matmul (``torch.utils.flop_counter``). The bf16 variant runs only
 where the CPU (or GPU) has native bf16 units (``--bf16 force``: also where bf16 is emulated, to measure it).
 
-``--ours-steps`` / ``--ours-sampler`` / ``--ours-interval`` give our variants other sampling knobs than the naive
-loop (e.g. fewer steps, guidance on an interval of noise levels): the ratio is then cost at the two settings, and
-whether they give equal quality is measured by ``benchmarks/sampling_frontier.py``.
+``--ours-steps`` / ``--ours-sampler`` / ``--ours-guidance`` / ``--ours-interval`` give our variants other sampling
+knobs than the naive loop (e.g. fewer steps, guidance on an interval of noise levels), and ``--ours-generator``
+another generator (e.g. the few-step one distilled from ``--generator``): the ratio is then cost at the two
+settings (the image differences are then not rounding), and whether they give equal quality is measured by
+``benchmarks/sampling_frontier.py``.
 
     python benchmarks/sampling.py --generator runs/breastmnist/seed0/generator/export --n 64 --batch 32 --steps 20
 """
@@ -140,6 +142,10 @@ def main() -> None:
     parser.add_argument("--ours-steps", type=int, default=None, help="our variants' steps (default --steps)")
     parser.add_argument("--ours-sampler", default=None, help="our variants' sampler (default --sampler)")
     parser.add_argument("--ours-interval", type=float, nargs=2, default=None, help="our guidance interval lo hi")
+    parser.add_argument("--ours-guidance", type=float, default=None, help="our variants' guidance (default --guidance)")
+    parser.add_argument(
+        "--ours-generator", default=None, help="our variants' generator, e.g. a few-step one (default --generator)"
+    )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     parser.add_argument("--pairs", type=int, default=6, help="interleaved naive/ours timings for a median ratio")
@@ -169,6 +175,8 @@ def main() -> None:
         return naive_sample(frozen.unet, config, labels, rng=make_rng(0, stream=SAMPLING), batch_size=batch, **common)
 
     ours = common | {"steps": args.ours_steps or args.steps, "sampler": args.ours_sampler or args.sampler}
+    ours["guidance"] = args.guidance if args.ours_guidance is None else args.ours_guidance
+    mine = load_generator(args.ours_generator, device=device) if args.ours_generator else frozen
     ours["guidance_interval"] = None if args.ours_interval is None else tuple(args.ours_interval)
     naive_fn()  # warm-up: oneDNN builds its kernels per shape on first use
     naive_s, naive = best_time(naive_fn, args.repeats, device)
@@ -181,7 +189,7 @@ def main() -> None:
         variants[f"{last}+bf16"] = variants[last] | {"bf16": True}
     results, samplers = {}, {}
     for name, knobs in variants.items():
-        variant = copy.deepcopy(frozen)
+        variant = copy.deepcopy(mine)
         warm = time.perf_counter()
         variant.optimize(**{k: v for k, v in knobs.items() if k != "bf16"})
         if knobs.get("bf16"):
@@ -190,8 +198,8 @@ def main() -> None:
             labels[:2],
             generator=make_rng(1, stream=SAMPLING),
             num_inference_steps=1,
-            guidance_scale=args.guidance,
-            sampler=args.sampler,
+            guidance_scale=ours["guidance"],
+            sampler=ours["sampler"],
         )
         samplers[name] = lambda v=variant: sample(
             v.unet, config, labels, rng=make_rng(0, stream=SAMPLING), batch_size=batch, autocast=v.autocast, **ours
@@ -235,7 +243,8 @@ def main() -> None:
                 "steps": args.steps,
                 "guidance": args.guidance,
                 "sampler": args.sampler,
-                "ours_knobs": {k: ours[k] for k in ("steps", "sampler", "guidance_interval")},
+                "ours_knobs": {k: ours[k] for k in ("steps", "sampler", "guidance", "guidance_interval")},
+                "ours_generator": args.ours_generator or args.generator,
                 "unet_params": sum(p.numel() for p in frozen.unet.parameters()),
                 "naive_img_per_s": round(args.n / statistics.median(naive_times), 2),
                 "ours_variant": best["variant"],

@@ -102,6 +102,8 @@ def plan(
         epsilon_arg = (f"--model.init_args.epsilon={epsilon}",)
         steps += fit_and_test(f"teacher_dp_eps{epsilon}", recipes / "teacher_dp.yaml", args=epsilon_arg)
     steps.append(tool("select", folder("select") / "selection.json"))
+    if (recipes / "fewstep.yaml").is_file():  # the profile's students draw from a few-step generator
+        steps += fit_and_test("fewstep", recipes / "fewstep.yaml")[:1]
     steps += fit_and_test("student", recipes / "student.yaml")
     for variant in variants:
         steps += fit_and_test(f"student_{variant}", recipes / "student.yaml", recipes / "variants" / f"{variant}.yaml")
