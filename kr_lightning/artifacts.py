@@ -6,6 +6,7 @@ that a later stage would read.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -58,3 +59,12 @@ def save_figure(path: str | Path, fig: Any, **kwargs: Any) -> Path:  # noqa: ANN
     """Atomically save a matplotlib figure; the format follows the suffix of ``path``."""
     fmt = Path(path).suffix.lstrip(".") or "png"
     return atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, **kwargs))
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex): which exact model file an artifact describes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

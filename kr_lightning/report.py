@@ -15,7 +15,7 @@ from statistics import mean, stdev
 from typing import Any
 
 from kr_lightning import artifacts
-from kr_lightning.report_privacy import audit_folders, mia_rows, plot_privacy_utility, privacy_utility
+from kr_lightning.report_privacy import audit_folders, mia_rows, plot_privacy_utility, privacy_utility, stale_models
 from kr_lightning.runs import read_json
 
 ROWS = {
@@ -83,6 +83,10 @@ def collect(runs: Path, dataset: str) -> dict[str, Any]:
         names = [*ROWS, *(p.name for p in seed_dir.glob(f"{DP_PREFIX}*") if p.is_dir())]
         stages = {stage: r for stage in names if (r := stage_result(seed_dir / stage)) is not None}
         audits = {p.name: read_json(p / "mia.json") for p in audit_folders(seed_dir)}
+        for name, audit in list(audits.items()):
+            if stale := stale_models(audit):
+                print(f"report: left out {seed_dir / name}: {', '.join(stale)} changed since it was audited; rerun mia")
+                del audits[name]
         if stages or audits:
             sources = {name: str(seed_dir / name / "mia.json") for name in audits}
             seeds[seed_dir.name] = {"stages": stages, "audits": audits, "audit_sources": sources}

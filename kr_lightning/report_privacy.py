@@ -27,6 +27,19 @@ def audit_folders(seed_dir: Path) -> list[Path]:
     return [p for p in [seed_dir / "mia", *dp] if (p / "mia.json").is_file()]
 
 
+def stale_models(audit: dict[str, Any]) -> list[str]:
+    """The audited checkpoints that are gone or were re-trained since the audit (``mia.json``'s ``deployed``).
+
+    Audits written before the checkpoints' digests were recorded cannot be checked and count as current.
+    """
+    deployed = audit.get("deployed", {})
+    return [
+        f"{name} ({d['ckpt']})"
+        for name, d in deployed.items()
+        if not Path(d["ckpt"]).is_file() or artifacts.file_digest(d["ckpt"]) != d["sha256"]
+    ]
+
+
 def audited_stage(audit_name: str, model: str) -> str:
     """The run folder (report row) a model of an audit belongs to: ``mia_dp_eps8.0`` / teacher -> teacher_dp_eps8.0."""
     if audit_name.startswith(DP_AUDIT_PREFIX):

@@ -23,7 +23,7 @@ def test_frontier_times_and_scores_every_setting(tmp_path, tiny_generator_run, t
         "settings:\n"
         "  - {sampler: dpmsolver++, steps: 3, guidance: 2.0}\n"
         "  - {sampler: unipc, steps: 2, guidance: 2.0, guidance_interval: [0.5, 100.0]}\n"
-        f"  - {{sampler: ddim, steps: 2, guidance: 1.0, generator: {last}, label: other, batch: 5}}\n"
+        f"  - {{sampler: ddim, steps: 2, guidance: 1.0, generator: {last}, label: other, batch: 64}}\n"
     )
     frontier.main(
         [
@@ -39,7 +39,7 @@ def test_frontier_times_and_scores_every_setting(tmp_path, tiny_generator_run, t
         ]
     )
     rows = [json.loads(line) for line in (tmp_path / "out" / "frontier.jsonl").read_text().splitlines()]
-    assert [r["setting"] for r in rows] == ["dpmsolver++-s3-g2", "unipc-s2-g2-i0.5-100", "ddim-s2-g1-other-b5"]
+    assert [r["setting"] for r in rows] == ["dpmsolver++-s3-g2", "unipc-s2-g2-i0.5-100", "ddim-s2-g1-b64-other"]
     assert [r["unet_rows_per_image"] for r in rows] == [6, 3, 2]  # sigma ~2e4 (t = T) is outside the interval
     assert rows[2]["generator"] == str(last) and rows[0]["generator"] == str(tiny_generator_run / "export")
     assert rows[0]["speedup_vs_baseline"] == 1.0 and all(s > 0 for r in rows[1:] for s in r["speedup_each"])

@@ -1,5 +1,7 @@
+import hashlib
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +91,9 @@ def test_mia_end_to_end_resumes_and_checks_m(
     before = [p.read_bytes() for p in deployed]
     result = run_mia(tmp_path, tiny_digits_teacher, tiny_student_run, tiny_generator_run)
     assert [p.read_bytes() for p in deployed] == before  # reference runs write their checkpoints in their own folder
+    recorded = result["deployed"]  # which exact files were audited (the report leaves the audit out once they change)
+    assert [Path(recorded[k]["ckpt"]).resolve() for k in ("teacher", "student")] == [p.resolve() for p in deployed]
+    assert [recorded[k]["sha256"] for k in ("teacher", "student")] == [hashlib.sha256(b).hexdigest() for b in before]
     assert "lower bound" in result["note"] and "canaries" in result["note"] and result["n_references"] == 4
     models = ("teacher", "student", "student, pooled over 4 reference targets", "teacher, canaries, pooled over 4")
     for model in [m for m in result["models"] if m.startswith(models)]:

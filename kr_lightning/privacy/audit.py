@@ -259,6 +259,7 @@ def mia(
         "mode": mode,
         "n_references": n_references,
         "rmia": rmia,
+        "deployed": {name: {"ckpt": str(c), "sha256": artifacts.file_digest(c)} for name, c in deployed.items()},
         "pool": {
             "n": len(pool),
             "splits": "train + test (val selects checkpoints and knobs: not in the pool)",

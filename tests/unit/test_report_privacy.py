@@ -28,3 +28,18 @@ def test_audit_table_gives_every_metric_with_its_interval():
     assert "| 0.0020 [0.0000, 0.0274] (not resolvable) | 400 / 380 |" in text
     assert "Source: `runs/x/seed0/mia/mia.json`" in text
     assert strongest(attacks)[0] == "rmia_offline_1ref"
+
+
+def test_an_audit_of_a_retrained_or_deleted_model_is_stale(tmp_path):
+    """The report leaves out an audit whose checkpoint changed since (it would pair old attacks with new accuracy)."""
+    from kr_lightning.artifacts import file_digest
+    from kr_lightning.report_privacy import stale_models
+
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(b"the audited weights")
+    audit = {"deployed": {"student": {"ckpt": str(ckpt), "sha256": file_digest(ckpt)}}}
+    assert stale_models(audit) == [] and stale_models({"models": {}}) == []  # audits before digests: unverifiable
+    ckpt.write_bytes(b"re-trained weights")
+    assert stale_models(audit) == [f"student ({ckpt})"]
+    ckpt.unlink()
+    assert stale_models(audit) == [f"student ({ckpt})"]
