@@ -85,7 +85,7 @@ def fewstep_run(tiny_generator_run: Path, tmp_path_factory: pytest.TempPathFacto
     return run
 
 
-def test_distillation_learns_the_steps_and_exports_a_one_row_per_step_sampler(fewstep_run):
+def test_distillation_learns_the_steps_and_exports_a_one_row_per_step_sampler(fewstep_run, tiny_generator_run):
     from kr_lightning.fewstep import FewStepGenerator, TrajectoryDataModule
 
     metrics = (fewstep_run / "metrics.csv").read_text().splitlines()
@@ -101,7 +101,7 @@ def test_distillation_learns_the_steps_and_exports_a_one_row_per_step_sampler(fe
     assert (index["sample_steps"], index["sample_guidance"], index["sampler"]) == (2, 1.0, "ddim")
     assert pipe.scheduler.config.clip_sample is False
     assert pipe.distilled_from == {
-        "generator": str(teacher_of(fewstep_run)),
+        "generator": str(tiny_generator_run / "export"),
         "steps": 4,
         "guidance": 2.0,
         "sampler": "dpmsolver++",
@@ -126,7 +126,7 @@ def test_distillation_learns_the_steps_and_exports_a_one_row_per_step_sampler(fe
     assert len(kept) == 2
     before = [p.stat().st_mtime_ns for p in kept]
     selection = fewstep_run / "selection.json"  # the teacher and its knobs may come from select's winner
-    winner = {"generator": str(teacher_of(fewstep_run)), "steps": 4, "guidance": 2.0, "sampler": "dpmsolver++"}
+    winner = {"generator": str(tiny_generator_run / "export"), "steps": 4, "guidance": 2.0, "sampler": "dpmsolver++"}
     selection.write_text(json.dumps({"winner": {**winner, "guidance_interval": None}}))
     data = TrajectoryDataModule(
         selection=str(selection),
@@ -144,13 +144,6 @@ def test_distillation_learns_the_steps_and_exports_a_one_row_per_step_sampler(fe
     x_a, k, y, x_b = data.train_pairs().tensors
     assert len(x_a) == 16 and k.tolist() == [0, 1] * 8 and y.tolist() == sorted(y.tolist())
     torch.testing.assert_close(x_a[1::2], x_b[0::2])  # step 1 starts where step 0 ends
-
-
-def teacher_of(run: Path) -> Path:
-    """The teacher the tiny few-step run distilled (its recorded config)."""
-    import yaml
-
-    return Path(yaml.safe_load((run / "config.yaml").read_text())["model"]["init_args"]["teacher"])
 
 
 def test_mode_b_audits_refuse_a_few_step_student(fewstep_run, tiny_generator_run):

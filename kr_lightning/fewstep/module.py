@@ -17,7 +17,7 @@ from kr_lightning.fewstep.trajectories import TrajectoryDataModule, teacher_path
 from kr_lightning.models.fit_checks import check_checkpoint_fits
 from kr_lightning.models.generator_pipeline import ClassConditionalPipeline
 from kr_lightning.models.loading import load_generator
-from kr_lightning.models.lr_schedule import per_step, warmup_schedule
+from kr_lightning.models.lr_schedule import adamw_warmup_cosine
 
 
 class FewStepGenerator(L.LightningModule):
@@ -143,6 +143,11 @@ class FewStepGenerator(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW, linear warm-up then cosine decay to zero, stepped every batch."""
         hp = self.hparams
-        optimizer = torch.optim.AdamW(self.unet.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        return per_step(optimizer, warmup_schedule(optimizer, warmup_steps=hp.warmup_steps, total_steps=total))
+        return adamw_warmup_cosine(
+            self.unet.parameters(),
+            lr=hp.lr,
+            weight_decay=hp.weight_decay,
+            warmup_steps=hp.warmup_steps,
+            total_steps=total,
+        )

@@ -33,3 +33,16 @@ def warmup_schedule(
 def per_step(optimizer: torch.optim.Optimizer, scheduler: LRScheduler) -> dict[str, Any]:
     """What ``configure_optimizers`` returns for a scheduler stepped after every optimizer step."""
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def adamw_warmup_cosine(
+    params: Any,  # noqa: ANN401 - an iterable of parameters or parameter groups
+    *,
+    lr: float,
+    weight_decay: float,
+    warmup_steps: int,
+    total_steps: int,
+) -> dict[str, Any]:
+    """AdamW with linear warm-up then cosine decay to zero, stepped every batch (``configure_optimizers``)."""
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return per_step(optimizer, warmup_schedule(optimizer, warmup_steps=warmup_steps, total_steps=total_steps))
