@@ -21,6 +21,7 @@ from kr_lightning.layout import stage_dir
 from kr_lightning.runs import read_json
 
 VARIANTS = ("hard_static", "hard_regen", "soft_static")
+SHARED_STAGES = ("generator", "select", "fewstep")  # what ``shared_generator`` seeds take from the first seed
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,19 @@ def plan(
     variants: list[str],
     mia: bool,
     trainer_args: list[str],
-    overlays: Path | None = None,
+    overlays: list[Path] = [],  # noqa: B006 - read only
     dp_epsilons: list[float] = [],  # noqa: B006 - read only
+    shared: bool = False,
 ) -> list[Step]:
-    """The steps for one dataset and seed, in order (``overlays``: a folder of ``<stage>.yaml`` layered on top)."""
+    """The steps for one dataset and seed, in order (``overlays``: folders of ``<stage>.yaml`` layered on top;
+    ``shared``: the seed links another seed's generator, select and fewstep folders, so it runs none of them)."""
     recipes, fragment = recipe_files(dataset, profile, experiments)
+    for overlay in overlays:
+        if not overlay.is_dir():
+            raise MissingInputError(f"overlay folder {overlay} does not exist: expected a folder of <stage>.yaml files")
 
     def layered(stage: str, *configs: Path) -> list[Path]:
-        overlay = overlays / f"{stage}.yaml" if overlays is not None else None
-        return [*configs, *([overlay] if overlay is not None and overlay.is_file() else [])]
+        return [*configs, *(o / f"{stage}.yaml" for o in overlays if (o / f"{stage}.yaml").is_file())]
 
     layout = [f"--run_root={runs}"]
 
@@ -94,15 +99,16 @@ def plan(
         configs = [arg for c in (*layered(name, recipes / f"{name}.yaml"), fragment) for arg in ("--config", str(c))]
         return Step(title or name, [name, *configs, f"--seed={seed}", *layout, *args], done)
 
-    steps = fit_and_test("generator", recipes / "generator.yaml")[:1]
+    steps = [] if shared else fit_and_test("generator", recipes / "generator.yaml")[:1]
     steps += fit_and_test("teacher", recipes / "teacher.yaml")
     if dp_epsilons and not (recipes / "teacher_dp.yaml").is_file():
         raise MissingInputError(f"dp_epsilons needs a DP-SGD teacher recipe: expected {recipes / 'teacher_dp.yaml'}")
     for epsilon in map(float, dp_epsilons):
         epsilon_arg = (f"--model.init_args.epsilon={epsilon}",)
         steps += fit_and_test(f"teacher_dp_eps{epsilon}", recipes / "teacher_dp.yaml", args=epsilon_arg)
-    steps.append(tool("select", folder("select") / "selection.json"))
-    if (recipes / "fewstep.yaml").is_file():  # the profile's students draw from a few-step generator
+    if not shared:
+        steps.append(tool("select", folder("select") / "selection.json"))
+    if not shared and (recipes / "fewstep.yaml").is_file():  # the profile's students draw from a few-step generator
         steps += fit_and_test("fewstep", recipes / "fewstep.yaml")[:1]
     steps += fit_and_test("student", recipes / "student.yaml")
     for variant in variants:
@@ -116,6 +122,27 @@ def plan(
             args = (f"--teacher_run={run}", "--student=false", f"--out={out}", "--min_accuracy=0.0")
             steps.append(tool("mia", out / "mia.json", *args, title=f"mia_dp_eps{epsilon}"))
     return steps
+
+
+def share_generator(runs: Path, dataset: str, seed: int, first: int, *, dry_run: bool) -> None:
+    """Link ``seed``'s generator, select and fewstep folders to seed ``first``'s (one generator for every seed).
+
+    Raises:
+        MissingInputError: ``seed`` already has a folder of its own for one of them (its own generator).
+    """
+    for stage in SHARED_STAGES:
+        link, target = stage_dir(runs, dataset, seed, stage), Path("..") / f"seed{first}" / stage
+        if link.is_symlink() and Path(link.readlink()) == target:
+            continue
+        if link.exists() or link.is_symlink():
+            raise MissingInputError(
+                f"shared_generator: {link} exists and is not a link to seed {first}'s {stage}: it holds a run of its"
+                f" own; move it away, or run without --shared_generator to give every seed its own generator"
+            )
+        print(f"pipeline: [{dataset} seed {seed}] {stage}: shared, {link} -> {target}", flush=True)
+        if not dry_run:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(target, target_is_directory=True)
 
 
 def run_stage(command: list[str]) -> int:
@@ -143,8 +170,9 @@ def pipeline(
     variants: list[str] = list(VARIANTS),  # noqa: B006
     mia: bool = True,
     trainer_args: list[str] = [],  # noqa: B006
-    overlays: str | None = None,
+    overlays: list[str] | str | None = None,
     dp_epsilons: list[float] = [],  # noqa: B006
+    shared_generator: bool = False,
     dry_run: bool = False,
 ) -> Path:
     """Run every stage for each dataset and seed, skipping finished stages, then write the report.
@@ -163,16 +191,23 @@ def pipeline(
         mia: Run the privacy audit (the profile's ``mia.yaml``).
         trainer_args: Extra arguments for every LightningCLI stage, e.g. ``["--trainer.devices=8",
             "--trainer.strategy=ddp"]``.
-        overlays: A folder of ``<stage>.yaml`` files layered over the profile's recipes (after the recipe and any
-            variant, before the dataset), e.g. ``experiments/overlays/smoke`` to run a profile end to end in
-            seconds on a CPU.
+        overlays: A folder (or a list of folders, layered in order) of ``<stage>.yaml`` files layered over the
+            profile's recipes (after the recipe and any variant, before the dataset), e.g.
+            ``experiments/overlays/smoke`` to run a profile end to end in seconds on a CPU.
         dp_epsilons: Also train DP-SGD teachers (the profile's ``teacher_dp.yaml``, Opacus) at these privacy budgets
             epsilon, e.g. ``[1, 4, 8]``: the privacy yardstick for the student (``teacher_dp_eps<epsilon>``); with
             ``mia``, each is audited with DP-trained references (``mia_dp_eps<epsilon>``).
+        shared_generator: Train one generator (and its selection and few-step generator) for the first seed only;
+            the other seeds link those folders and draw their own synthetic streams from it, so their spread
+            leaves out generator-training variance. Off: every seed trains its own.
         dry_run: Print the commands without running them.
     """
+    folders = [Path(o) for o in ([overlays] if isinstance(overlays, str) else overlays or [])]
     for dataset in datasets:
         for seed in seeds:
+            shared = shared_generator and seed != seeds[0]
+            if shared:
+                share_generator(Path(runs), dataset, seed, seeds[0], dry_run=dry_run)
             steps = plan(
                 dataset,
                 seed,
@@ -182,8 +217,9 @@ def pipeline(
                 variants=variants,
                 mia=mia,
                 trainer_args=trainer_args,
-                overlays=Path(overlays) if overlays else None,
+                overlays=folders,
                 dp_epsilons=dp_epsilons,
+                shared=shared,
             )
             for step in steps:
                 command = step.command()

@@ -76,6 +76,18 @@ def stage_result(run: Path) -> dict[str, Any] | None:
     }
 
 
+def generator_sharing(runs: Path, dataset: str) -> str | None:
+    """Which seeds' synthetic images come from which generator run (a seed's ``generator`` folder may link another's)."""
+    seeds = sorted((runs / dataset).glob("seed*/generator"), key=lambda p: int(re.sub(r"\D", "", p.parent.name) or 0))
+    if not seeds:
+        return None
+    owners: dict[Path, list[str]] = {}
+    for folder in seeds:
+        owners.setdefault(folder.resolve(), []).append(folder.parent.name)
+    parts = [f"`{target.parent.name}/generator` for {', '.join(names)}" for target, names in owners.items()]
+    return f"Generators: {len(owners)} trained ({'; '.join(parts)})."
+
+
 def collect(runs: Path, dataset: str) -> dict[str, Any]:
     """Every seed's results for ``dataset``."""
     seeds: dict[str, Any] = {}
@@ -191,6 +203,7 @@ def report(
             "| model | seeds | test ACC | test AUC | gap to teacher (ACC) | wall s | generation share |",
             "|---|---|---|---|---|---|---|",
         ]
+        sharing = generator_sharing(root, dataset)
         for r in rows:
             share = f"{r['gen_share']:.0%}" if r["gen_share"] is not None else "-"
             wall = f"{r['wall_seconds']:.0f}" if r["wall_seconds"] else "-"
@@ -198,7 +211,7 @@ def report(
                 f"| {r['label']} | {len(r['seeds'])} | {_fmt(r['acc'])} | {_fmt(r['auc'])} | {_fmt(r['gap'])} "
                 f"| {wall} | {share} |"
             )
-        lines += ["", "Commands and files:", ""]
+        lines += ["", *([sharing, ""] if sharing else []), "Commands and files:", ""]
         for r in rows:
             lines += [f"- {r['label']}: `{r['commands'][0]}` -> " + ", ".join(f"`{s}`" for s in r["sources"])]
         privacy_lines, points = privacy_utility(rows, raw[dataset])

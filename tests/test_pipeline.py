@@ -5,13 +5,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import CONFIGS, REPO
 from kr_lightning.cli import main
-from kr_lightning.pipeline import plan
+from kr_lightning.errors import MissingInputError
+from kr_lightning.pipeline import plan, share_generator
 
 
 def parses(step, capsys):
@@ -169,6 +171,39 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     main(args)
     again = capsys.readouterr().out
     assert again.count(": done (") == 12  # every stage is skipped the second time
+    # a second seed on seed 0's generator: it links generator / select, trains its own teacher and student
+    main([*args[:6], "--variants=[]", "--mia=false", "--seeds=[0,1]", "--shared_generator=true"])
+    out = capsys.readouterr().out
+    seed1 = tmp_path / "runs" / "digits" / "seed1"
+    assert (seed1 / "generator").readlink() == Path("../seed0/generator")
+    assert (seed1 / "select").resolve() == (tmp_path / "runs" / "digits" / "seed0" / "select").resolve()
+    assert "[digits seed 1] generator: fit" not in out and "[digits seed 1] student: test" in out
+    assert (seed1 / "student" / "test" / "test_metrics.json").is_file()
+    table = (tmp_path / "results" / "results.md").read_text()
+    assert "Generators: 1 trained (`seed0/generator` for seed0, seed1)." in table
+
+
+def test_shared_seeds_plan_no_generator_and_refuse_a_generator_of_their_own(tmp_path):
+    kwargs = {"profile": "cpu", "experiments": REPO / "experiments", "runs": tmp_path, "variants": [], "mia": False}
+    names = [s.name for s in plan("breastmnist", 1, trainer_args=[], shared=True, **kwargs)]
+    assert names[0] == "teacher: fit" and not any(n.split(":")[0] in ("generator", "select", "fewstep") for n in names)
+    (tmp_path / "breastmnist" / "seed1" / "generator").mkdir(parents=True)  # seed 1 trained a generator itself
+    with pytest.raises(MissingInputError, match="seed1/generator exists and is not a link to seed 0"):
+        share_generator(tmp_path, "breastmnist", 1, 0, dry_run=False)
+
+
+def test_overlay_folders_layer_in_order_and_a_missing_one_is_named(tmp_path):
+    overlays = [REPO / "experiments" / "overlays" / name for name in ("cpu_fixed_knobs", "smoke")]
+    kwargs = {"profile": "cpu", "experiments": REPO / "experiments", "runs": tmp_path, "variants": [], "mia": False}
+    select = next(s for s in plan("breastmnist", 0, trainer_args=[], overlays=overlays, **kwargs) if s.name == "select")
+    configs = [select.argv[i + 1] for i, arg in enumerate(select.argv) if arg == "--config"]
+    assert configs == [
+        str(REPO / "experiments/recipes/cpu/select.yaml"),
+        *(str(o / "select.yaml") for o in overlays),
+        str(REPO / "experiments/data/breastmnist.yaml"),
+    ]
+    with pytest.raises(MissingInputError, match="overlay folder .*nowhere does not exist"):
+        plan("breastmnist", 0, trainer_args=[], overlays=[tmp_path / "nowhere"], **kwargs)
 
 
 CHILD = """
