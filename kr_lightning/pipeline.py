@@ -71,8 +71,11 @@ def plan(
     dp_epsilons: list[float] = [],  # noqa: B006 - read only
     shared: bool = False,
 ) -> list[Step]:
-    """The steps for one dataset and seed, in order (``overlays``: folders of ``<stage>.yaml`` layered on top;
-    ``shared``: the seed links another seed's generator, select and fewstep folders, so it runs none of them)."""
+    """The steps for one dataset and seed, in order.
+
+    ``overlays``: folders of ``<stage>.yaml`` layered on top, in order. ``shared``: the seed links another seed's
+    generator, select and fewstep folders (:func:`share_generator`), so it runs none of them.
+    """
     recipes, fragment = recipe_files(dataset, profile, experiments)
     for overlay in overlays:
         if not overlay.is_dir():

@@ -77,7 +77,7 @@ def stage_result(run: Path) -> dict[str, Any] | None:
 
 
 def generator_sharing(runs: Path, dataset: str) -> str | None:
-    """Which seeds' synthetic images come from which generator run (a seed's ``generator`` folder may link another's)."""
+    """Which seeds' synthetic images come from which generator (a seed's ``generator`` folder may link another's)."""
     seeds = sorted((runs / dataset).glob("seed*/generator"), key=lambda p: int(re.sub(r"\D", "", p.parent.name) or 0))
     if not seeds:
         return None
