@@ -28,6 +28,11 @@ Weighting = Literal["none", "confidence", "agreement"]
 Balance = Literal["none", "teacher"]
 
 
+def weights_anything(weighting: Weighting, min_confidence: float, balance: Balance) -> bool:
+    """Whether these settings can give an image a weight other than 1 (the defaults never do)."""
+    return (weighting, min_confidence, balance) != ("none", 0.0, "none")
+
+
 def sample_weights(
     teacher_logits: torch.Tensor,
     labels: torch.Tensor,

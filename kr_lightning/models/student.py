@@ -12,7 +12,7 @@ from kr_lightning.errors import ConfigError
 from kr_lightning.models.classifier import ClassifierModule
 from kr_lightning.models.losses import kd_loss
 from kr_lightning.models.networks import SmallCNN
-from kr_lightning.models.sample_weights import Balance, Weighting, sample_weights
+from kr_lightning.models.sample_weights import Balance, Weighting, sample_weights, weights_anything
 
 
 class Student(ClassifierModule):
@@ -62,7 +62,7 @@ class Student(ClassifierModule):
             )
         if not 0.0 <= min_confidence < 1.0:
             raise ConfigError(f"min_confidence must lie in [0, 1) (1 would drop every image); got {min_confidence}")
-        if alpha == 1.0 and (weighting, min_confidence, balance) != ("none", 0.0, "none"):
+        if alpha == 1.0 and weights_anything(weighting, min_confidence, balance):
             raise ConfigError(
                 "weighting, min_confidence and balance read the teacher's logits, which a hard-label student "
                 "(alpha: 1) does not have: keep their defaults or use alpha < 1 with a teacher"
@@ -83,7 +83,7 @@ class Student(ClassifierModule):
         hp = self.hparams
         targets = (teacher.float() / hp.temperature).softmax(-1)
         weights = None
-        if (hp.weighting, hp.min_confidence, hp.balance) != ("none", 0.0, "none"):
+        if weights_anything(hp.weighting, hp.min_confidence, hp.balance):
             weights = sample_weights(
                 teacher, y, weighting=hp.weighting, min_confidence=hp.min_confidence, balance=hp.balance
             )

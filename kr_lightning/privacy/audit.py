@@ -46,7 +46,8 @@ CANARY_NOTE = {
     "b": "; canaries: each reference generator, teacher and student trains on the canaries IN for it",
 }
 
-TEACHER_NOTE = "teacher only: re-trained per reference model with the deployed teacher's recipe, canaries IN for half"
+TEACHER_NOTE = "teacher only: re-trained per reference model with the deployed teacher's recipe"
+TEACHER_CANARY_NOTE = ", canaries IN for half"
 
 
 def load_or_make_keep(folder: Path, n_references: int, pool: AuditPool, seed: int, n_in: np.ndarray) -> np.ndarray:
@@ -222,29 +223,25 @@ def mia(
         scores = attack_scores(*part, ~member[scored], **rmia)
         pooled, pooled_member, groups = pooled_scores(refs, keep, pool.labels, **rmia)
         is_canary = np.tile(canary, n_references)
+        # the pooled leave-one-out scores, split once: the population (table row and ROC curve) and the canaries
+        population = ({a: v[~is_canary] for a, v in pooled.items()}, pooled_member[~is_canary])
+        on_canaries = ({a: v[is_canary] for a, v in pooled.items()}, pooled_member[is_canary])
         models[kind] = {"attacks": summarize_all(scores, member[scored], rng, n_boot)}
         models[f"{kind}, pooled over {n_references} reference targets"] = {
-            "attacks": summarize_all(
-                {a: v[~is_canary] for a, v in pooled.items()},
-                pooled_member[~is_canary],
-                rng,
-                n_boot,
-                groups[~is_canary],
-            )
+            "attacks": summarize_all(*population, rng, n_boot, groups[~is_canary])
         }
         if canary.any():
-            on_canaries = {a: v[is_canary] for a, v in pooled.items()}
-            attacks = summarize_all(on_canaries, pooled_member[is_canary], rng, n_boot, groups[is_canary])
+            attacks = summarize_all(*on_canaries, rng, n_boot, groups[is_canary])
             delta = 1 / (10 * int(member.sum()))
             for attack, summary in attacks.items():  # optimistic: the threshold is picked on the same scores
-                summary["epsilon_lower_bound"] = empirical_epsilon(on_canaries[attack], pooled_member[is_canary], delta)
+                summary["epsilon_lower_bound"] = empirical_epsilon(on_canaries[0][attack], on_canaries[1], delta)
                 summary["epsilon_lower_bound_delta"] = delta
             models[f"{kind}, canaries, pooled over {n_references} reference targets"] = {"attacks": attacks}
         for attack in scores:
-            population = (pooled[attack][~is_canary], pooled_member[~is_canary])  # as the pooled table row
-            curves = {"deployed": (scores[attack], member[scored]), "pooled LOO": population}
+            curves = {"deployed": (scores[attack], member[scored])}
+            curves["pooled LOO"] = (population[0][attack], population[1])  # as the pooled table row
             if canary.any():
-                curves["canaries (pooled LOO)"] = (pooled[attack][is_canary], pooled_member[is_canary])
+                curves["canaries (pooled LOO)"] = (on_canaries[0][attack], on_canaries[1])
             roc_figure(folder / f"roc_{kind}_{attack}.png", f"{kind}: {attack}", curves)
         lira = np.full(len(pool), -np.inf)
         lira[scored] = np.where(member[scored], scores["lira_online_fixed_var"], -np.inf)
@@ -253,7 +250,8 @@ def mia(
             {"pool_index": j, "train_index": j, "label": int(pool.labels[j]), "lira": float(lira[j])} for j in order
         ]
     deployed_train = int(member.sum())
-    note = MODE_NOTE[mode] + (CANARY_NOTE[mode] if canary.any() else "") if "student" in deployed else TEACHER_NOTE
+    canary_note = (CANARY_NOTE[mode] if "student" in deployed else TEACHER_CANARY_NOTE) if canary.any() else ""
+    note = (MODE_NOTE[mode] if "student" in deployed else TEACHER_NOTE) + canary_note
     summary = {
         "note": note,
         "mode": mode,

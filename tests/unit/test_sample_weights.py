@@ -4,7 +4,7 @@ import torch
 from kr_lightning.errors import ConfigError
 from kr_lightning.models import Student
 from kr_lightning.models.losses import kd_loss
-from kr_lightning.models.sample_weights import sample_weights
+from kr_lightning.models.sample_weights import sample_weights, weights_anything
 
 
 def batch(seed: int = 0, n: int = 12, k: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -15,6 +15,9 @@ def batch(seed: int = 0, n: int = 12, k: int = 3) -> tuple[torch.Tensor, torch.T
 def test_defaults_weight_every_image_one():
     logits, y = batch()
     assert torch.equal(sample_weights(logits, y), torch.ones(len(y)))
+    assert not weights_anything("none", 0.0, "none")
+    for settings in (("confidence", 0.0, "none"), ("none", 0.5, "none"), ("none", 0.0, "teacher")):
+        assert weights_anything(*settings)
 
 
 def test_confidence_and_agreement_are_the_teachers_probabilities():
