@@ -4,8 +4,10 @@
 
 For each run folder, from its own ``metrics.csv`` and ``run.json``: the best val ACC and its epoch (what
 ``best.ckpt`` was selected on), the val AUC of that epoch, the mean val ACC over the last 10 epochs (less noisy
-than a maximum over 120 epochs on a small val split), the mean of ``train/kept`` when logged, and the fit's wall
-seconds. The test split is never read.
+than a maximum over 120 epochs on a small val split), the lowest and the last val loss when logged (a last far above
+the lowest: the run overfits its training images), the mean of ``train/kept`` when logged, and the fit's wall
+seconds. Runs of the same name (``seed*/student``) are labelled by their parent folder too. The test split is
+never read.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ def val_summary(run: Path, last: int = 10) -> dict[str, float | int | None]:
     record = run / "run.json"
     wall = json.loads(record.read_text()).get("wall_seconds") if record.is_file() else None
     tail = [float(r["val/acc"]) for r in val[-last:]]
+    losses = [float(r["val/loss"]) for r in val if r.get("val/loss")]
     return {
         "epochs": len(val),
         "best_acc": float(best["val/acc"]),
         "best_epoch": int(float(best["epoch"])),
         "best_auc": float(best["val/auc"]),
         "last_mean_acc": sum(tail) / len(tail),
+        "val_loss_min": min(losses) if losses else None,
+        "val_loss_last": losses[-1] if losses else None,
         "kept": sum(kept) / len(kept) if kept else None,
         "wall_seconds": wall,
     }
@@ -42,16 +47,20 @@ def val_summary(run: Path, last: int = 10) -> dict[str, float | int | None]:
 def table(runs: list[Path]) -> str:
     """The markdown table of :func:`val_summary` for ``runs``."""
     lines = [
-        "| run | epochs | best val ACC (epoch) | its val AUC | mean val ACC, last 10 | kept | wall s |",
-        "|---|---|---|---|---|---|---|",
+        "| run | epochs | best val ACC (epoch) | its val AUC | mean val ACC, last 10 | val loss, lowest / last "
+        "| kept | wall s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    names = [run.name for run in runs]
     for run in runs:
         s = val_summary(run)
+        label = run.name if names.count(run.name) == 1 else f"{run.parent.name}/{run.name}"
         kept = "-" if s["kept"] is None else f"{s['kept']:.3f}"
         wall = "-" if s["wall_seconds"] is None else f"{s['wall_seconds']:.0f}"
+        loss = "-" if s["val_loss_min"] is None else f"{s['val_loss_min']:.3f} / {s['val_loss_last']:.3f}"
         lines.append(
-            f"| {run.name} | {s['epochs']} | {s['best_acc']:.3f} ({s['best_epoch']}) | {s['best_auc']:.3f} | "
-            f"{s['last_mean_acc']:.3f} | {kept} | {wall} |"
+            f"| {label} | {s['epochs']} | {s['best_acc']:.3f} ({s['best_epoch']}) | {s['best_auc']:.3f} | "
+            f"{s['last_mean_acc']:.3f} | {loss} | {kept} | {wall} |"
         )
     return "\n".join(lines)
 
