@@ -6,6 +6,8 @@ DATASETS ?= breastmnist,pneumoniamnist,retinamnist,dermamnist,bloodmnist,organcm
 SEEDS    ?= 0
 PROFILE  ?= gpu
 TRAINER_ARGS ?=
+OVERLAYS ?=
+SHARED_GENERATOR ?= false
 
 .PHONY: help install test test-all lint format clean quickstart reproduce-medmnist bench
 
@@ -32,8 +34,8 @@ format: install  ## ruff format + autofix
 quickstart: install  ## the whole KR pipeline on the embedded digits dataset (CPU, no network), prints the table
 	$(PY) -m kr_lightning pipeline --datasets='[digits]' --profile=quick --name=quickstart
 
-reproduce-medmnist: install  ## all stages for DATASETS x SEEDS (PROFILE=gpu|cpu|quick, any dataset with experiments/data/<flag>.yaml; TRAINER_ARGS=--trainer.devices=8,...), resumable -> results/medmnist.md
-	$(PY) -m kr_lightning pipeline --datasets='[$(DATASETS)]' --seeds='[$(SEEDS)]' --profile=$(PROFILE) --name=medmnist --trainer_args='[$(TRAINER_ARGS)]'
+reproduce-medmnist: install  ## all stages for DATASETS x SEEDS (PROFILE=gpu|cpu|quick, any dataset with experiments/data/<flag>.yaml; TRAINER_ARGS=--trainer.devices=8,...; OVERLAYS=folder,folder; SHARED_GENERATOR=true: one generator for all seeds), resumable -> results/medmnist.md
+	$(PY) -m kr_lightning pipeline --datasets='[$(DATASETS)]' --seeds='[$(SEEDS)]' --profile=$(PROFILE) --name=medmnist --trainer_args='[$(TRAINER_ARGS)]' --overlays='[$(OVERLAYS)]' --shared_generator=$(SHARED_GENERATOR)
 
 bench: install  ## speed benchmarks (JSON lines), see benchmarks/README.md
 	$(PY) benchmarks/run_all.py
