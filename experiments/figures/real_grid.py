@@ -10,7 +10,7 @@ import argparse
 import torch
 
 from kr_lightning.data.arrays import to_tensor
-from kr_lightning.data.medmnist import MedMNISTDataModule
+from kr_lightning.data.datamodule import ImageDataModule
 from kr_lightning.grids import class_rows, save_grid
 
 
@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--per_class", type=int, default=10)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    data = MedMNISTDataModule(flag=args.flag)
+    data = ImageDataModule(flag=args.flag)
     data.prepare_data()
     data.setup("fit")
     train = data.split("train")
