@@ -9,8 +9,8 @@ import argparse
 
 import torch
 
+from kr_lightning.data import ImageDataModule
 from kr_lightning.data.arrays import to_tensor
-from kr_lightning.data.datamodule import ImageDataModule
 from kr_lightning.grids import class_rows, save_grid
 
 
