@@ -57,6 +57,24 @@ def recipe_files(dataset: str, profile: str, experiments: Path) -> tuple[Path, P
     return recipes, fragment
 
 
+def check_overlays(overlays: list[Path], experiments: Path) -> None:
+    """Each overlay is a folder; its subfolders, which hold files for one dataset only, are named after datasets.
+
+    Raises:
+        MissingInputError: a folder is missing, or a subfolder names no dataset fragment (its files would never apply).
+    """
+    known = sorted(p.stem for p in (experiments / "data").glob("*.yaml"))
+    for overlay in overlays:
+        if not overlay.is_dir():
+            raise MissingInputError(f"overlay folder {overlay} does not exist: expected a folder of <stage>.yaml files")
+        for sub in sorted(p for p in overlay.iterdir() if p.is_dir()):
+            if sub.name not in known:
+                raise MissingInputError(
+                    f"overlay subfolder {sub} names no dataset: a subfolder holds <stage>.yaml files for the dataset"
+                    f" it is named after (one of {known}); rename it, or move its files up to apply them to all"
+                )
+
+
 def plan(
     dataset: str,
     seed: int,
@@ -73,16 +91,16 @@ def plan(
 ) -> list[Step]:
     """The steps for one dataset and seed, in order.
 
-    ``overlays``: folders of ``<stage>.yaml`` layered on top, in order. ``shared``: the seed links another seed's
+    ``overlays``: folders of ``<stage>.yaml`` layered on top, in order; in each, ``<dataset>/<stage>.yaml`` is layered
+    after ``<stage>.yaml`` for that dataset only. ``shared``: the seed links another seed's
     generator, select and fewstep folders (:func:`share_generator`), so it runs none of them.
     """
     recipes, fragment = recipe_files(dataset, profile, experiments)
-    for overlay in overlays:
-        if not overlay.is_dir():
-            raise MissingInputError(f"overlay folder {overlay} does not exist: expected a folder of <stage>.yaml files")
+    check_overlays(overlays, experiments)
 
     def layered(stage: str, *configs: Path) -> list[Path]:
-        return [*configs, *(o / f"{stage}.yaml" for o in overlays if (o / f"{stage}.yaml").is_file())]
+        files = [f for o in overlays for f in (o / f"{stage}.yaml", o / dataset / f"{stage}.yaml") if f.is_file()]
+        return [*configs, *files]
 
     layout = [f"--run_root={runs}"]
 
@@ -196,14 +214,16 @@ def pipeline(
             "--trainer.strategy=ddp"]``.
         overlays: A folder (or a list of folders, layered in order) of ``<stage>.yaml`` files layered over the
             profile's recipes (after the recipe and any variant, before the dataset), e.g.
-            ``experiments/overlays/smoke`` to run a profile end to end in seconds on a CPU.
+            ``experiments/overlays/smoke`` to run a profile end to end in seconds on a CPU. A subfolder named after a
+            dataset holds ``<stage>.yaml`` files for that dataset only (``experiments/overlays/cpu_budgets/
+            pneumoniamnist/``), so datasets with budgets of their own run in one call and land in one report.
         dp_epsilons: Also train DP-SGD teachers (the profile's ``teacher_dp.yaml``, Opacus) at these privacy budgets
             epsilon, e.g. ``[1, 4, 8]``: the privacy yardstick for the student (``teacher_dp_eps<epsilon>``); with
             ``mia``, each is audited with DP-trained references (``mia_dp_eps<epsilon>``).
         shared_generator: Train one generator (and its selection and few-step generator) for the first seed only;
             the other seeds link those folders and draw their own synthetic streams from it, so their spread
             leaves out generator-training variance. Off: every seed trains its own.
-        dry_run: Print the commands without running them.
+        dry_run: Print the commands without running them (and write no report).
     """
     folders = [Path(o) for o in ([overlays] if isinstance(overlays, str) else overlays or [])]
     for dataset in datasets:
@@ -238,6 +258,8 @@ def pipeline(
                         f"pipeline: stage {step.name!r} of {dataset} seed {seed} failed (exit {returncode});"
                         " fix the error above and rerun the same command: finished stages are skipped"
                     )
+    if dry_run:  # nothing ran, so there is nothing new to report; say where the report would go
+        return Path(results) / f"{name}.md"
     from kr_lightning.report import report
 
     return report(runs=runs, datasets=datasets, out=results, name=name)

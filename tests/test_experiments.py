@@ -118,10 +118,17 @@ def test_variant_overlays_compose_with_their_student(profile, capsys):
         assert hard == (config["data"]["init_args"]["teacher_ckpt"] is None)
 
 
-@pytest.mark.parametrize("overlay", sorted((EXPERIMENTS / "overlays").glob("*/*.yaml")), ids=str)
+OVERLAY_FILES = sorted([*(EXPERIMENTS / "overlays").glob("*/*.yaml"), *(EXPERIMENTS / "overlays").glob("*/*/*.yaml")])
+
+
+@pytest.mark.parametrize("overlay", OVERLAY_FILES, ids=str)
 def test_every_overlay_composes_with_every_profile(overlay, capsys):
-    """``pipeline --overlays=FOLDER`` layers each file on its stage's recipe (before the dataset): it must parse."""
+    """``pipeline --overlays=FOLDER`` layers each file on its stage's recipe (before the dataset): it must parse.
+
+    A file in a subfolder applies to the dataset the subfolder is named after, so it is composed with that dataset.
+    """
     stage = overlay.stem
+    dataset = overlay.parent.name if overlay.parent.parent.name != "overlays" else "breastmnist"
     command = "fit" if stage in FIT_STAGES else stage
     seed = "--seed_everything=3" if command == "fit" else "--seed=3"
     expected = yaml.safe_load(overlay.read_text())
@@ -130,7 +137,7 @@ def test_every_overlay_composes_with_every_profile(overlay, capsys):
     for profile in profiles:
         recipe = EXPERIMENTS / "recipes" / profile / f"{stage}.yaml"
         argv = [command, "--config", str(recipe), "--config", str(overlay)]
-        config = printed([*argv, "--config", str(EXPERIMENTS / "data" / "breastmnist.yaml"), seed], capsys)
+        config = printed([*argv, "--config", str(EXPERIMENTS / "data" / f"{dataset}.yaml"), seed], capsys)
         for key, value in expected.items():
             if not isinstance(value, dict):
                 assert config[key] == value, (profile, key)

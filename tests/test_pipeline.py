@@ -28,10 +28,11 @@ LAYOUT = {"run_root": "runs", "seed_dir": "${run_root}/${data.init_args.flag}/se
 
 
 @pytest.mark.parametrize("profile", ["cpu", "gpu"])
-def test_dry_run_plans_every_stage_from_the_shared_recipes(profile, monkeypatch, capsys):
+def test_dry_run_plans_every_stage_from_the_shared_recipes(profile, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     datasets = ["pneumoniamnist", "retinamnist", "dermamnist"]
-    main(["pipeline", f"--datasets=[{','.join(datasets)}]", f"--profile={profile}", "--dry_run=true"])
+    runs = tmp_path / "runs"  # not the checkout's runs/, whose finished stages would be skipped
+    main(["pipeline", f"--datasets=[{','.join(datasets)}]", f"--profile={profile}", f"--runs={runs}", "--dry_run=true"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("pipeline: [")]
     per_dataset = 14 if profile == "cpu" else 13  # the CPU profile's students draw from a few-step generator
     assert len(lines) == 3 * per_dataset
@@ -42,13 +43,15 @@ def test_dry_run_plans_every_stage_from_the_shared_recipes(profile, monkeypatch,
         for line in mine:
             assert f"--config experiments/recipes/{profile}/" in line
             assert line.count(f"--config experiments/data/{flag}.yaml") == 1
-            assert "--run_root=runs" in line
+            assert f"--run_root={runs}" in line
 
 
 def test_dry_run_writes_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)
-    main(["pipeline", "--datasets=[dermamnist]", "--profile=cpu", f"--runs={tmp_path / 'runs'}", "--dry_run=true"])
+    out = ["--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    main(["pipeline", "--datasets=[dermamnist]", "--profile=cpu", *out, "--dry_run=true"])
     assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "results").exists()  # no report of runs that did not happen
 
 
 def test_plan_commands_are_the_hand_run_commands(tmp_path, capsys):
@@ -204,6 +207,33 @@ def test_overlay_folders_layer_in_order_and_a_missing_one_is_named(tmp_path):
     ]
     with pytest.raises(MissingInputError, match="overlay folder .*nowhere does not exist"):
         plan("breastmnist", 0, trainer_args=[], overlays=[tmp_path / "nowhere"], **kwargs)
+
+
+def test_a_dataset_subfolder_of_an_overlay_applies_to_that_dataset_only(tmp_path):
+    overlays = [REPO / "experiments" / "overlays" / name for name in ("cpu_fixed_knobs", "cpu_budgets")]
+    kwargs = {"profile": "cpu", "experiments": REPO / "experiments", "runs": tmp_path, "variants": [], "mia": False}
+
+    def configs(dataset, stage):
+        step = next(s for s in plan(dataset, 0, trainer_args=[], overlays=overlays, **kwargs) if s.name == stage)
+        return [step.argv[i + 1] for i, arg in enumerate(step.argv) if arg == "--config"]
+
+    own = REPO / "experiments/overlays/cpu_budgets/pneumoniamnist"
+    assert configs("pneumoniamnist", "select") == [
+        str(REPO / "experiments/recipes/cpu/select.yaml"),
+        str(overlays[0] / "select.yaml"),
+        str(own / "select.yaml"),
+        str(REPO / "experiments/data/pneumoniamnist.yaml"),
+    ]
+    assert str(own / "student.yaml") in configs("pneumoniamnist", "student: fit")
+    assert not any("cpu_budgets" in c for stage in ("select", "student: fit") for c in configs("breastmnist", stage))
+
+
+def test_an_overlay_subfolder_that_names_no_dataset_is_refused(tmp_path):
+    (tmp_path / "budgets" / "pneumonimnist").mkdir(parents=True)  # a typo: its files would never apply
+    (tmp_path / "budgets" / "pneumonimnist" / "student.yaml").write_text("trainer: {max_epochs: 3}\n")
+    kwargs = {"profile": "cpu", "experiments": REPO / "experiments", "runs": tmp_path, "variants": [], "mia": False}
+    with pytest.raises(MissingInputError, match="pneumonimnist names no dataset: .*'pneumoniamnist'"):
+        plan("breastmnist", 0, trainer_args=[], overlays=[tmp_path / "budgets"], **kwargs)
 
 
 CHILD = """
