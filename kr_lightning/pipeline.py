@@ -44,6 +44,11 @@ class Step:
         return [sys.executable, "-m", "kr_lightning", *self.argv, *self.extra]
 
 
+def known_datasets(experiments: Path) -> list[str]:
+    """The datasets with a fragment ``<experiments>/data/<flag>.yaml``."""
+    return sorted(p.stem for p in (experiments / "data").glob("*.yaml"))
+
+
 def recipe_files(dataset: str, profile: str, experiments: Path) -> tuple[Path, Path]:
     """The profile's recipe folder and the dataset's fragment, checked to exist."""
     recipes = experiments / "recipes" / profile
@@ -52,7 +57,7 @@ def recipe_files(dataset: str, profile: str, experiments: Path) -> tuple[Path, P
         known = sorted(p.name for p in (experiments / "recipes").glob("*") if p.is_dir())
         raise MissingInputError(f"no recipes for profile {profile!r}: expected {recipes}/ (profiles: {known})")
     if not fragment.is_file():
-        known = sorted(p.stem for p in (experiments / "data").glob("*.yaml"))
+        known = known_datasets(experiments)
         raise MissingInputError(f"no data fragment for {dataset!r}: expected {fragment} (datasets: {known})")
     return recipes, fragment
 
@@ -63,7 +68,7 @@ def check_overlays(overlays: list[Path], experiments: Path) -> None:
     Raises:
         MissingInputError: a folder is missing, or a subfolder names no dataset fragment (its files would never apply).
     """
-    known = sorted(p.stem for p in (experiments / "data").glob("*.yaml"))
+    known = known_datasets(experiments)
     for overlay in overlays:
         if not overlay.is_dir():
             raise MissingInputError(f"overlay folder {overlay} does not exist: expected a folder of <stage>.yaml files")
