@@ -1,9 +1,9 @@
 """The ``python -m kr_lightning`` command tree: LightningCLI stages (fit / validate / test / predict) and tools.
 
 ``fit``, ``validate``, ``test`` and ``predict`` go to :class:`kr_lightning.stages.KRCLI`; ``sample``, ``quality``,
-``select``, ``mia``, ``report`` and ``pipeline`` to jsonargparse over their typed functions. Both parse configs in
-the same mode (omegaconf interpolation, see :mod:`kr_lightning.layout`), and a user error from either ends in one
-``kr_lightning: error: ...`` line and exit status 2.
+``select``, ``mia``, ``report``, ``records`` and ``pipeline`` to jsonargparse over their typed functions. Both parse
+configs in the same mode (omegaconf interpolation, see :mod:`kr_lightning.layout`), and a user error from either ends
+in one ``kr_lightning: error: ...`` line and exit status 2.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def tool_commands() -> dict[str, Callable[..., Any]]:
     from kr_lightning.pipeline import pipeline
     from kr_lightning.privacy.audit import mia
     from kr_lightning.quality.command import quality
+    from kr_lightning.records import records
     from kr_lightning.report import report
     from kr_lightning.synthetic_dataset import sample
 
@@ -45,6 +46,7 @@ def tool_commands() -> dict[str, Callable[..., Any]]:
         "select": select,
         "mia": mia,
         "report": report,
+        "records": records,
         "pipeline": pipeline,
     }
 

@@ -15,6 +15,7 @@ from statistics import mean, stdev
 from typing import Any
 
 from kr_lightning import artifacts
+from kr_lightning.records import is_archive
 from kr_lightning.report_privacy import audit_folders, mia_rows, plot_privacy_utility, privacy_utility, stale_models
 from kr_lightning.runs import read_json
 
@@ -91,12 +92,13 @@ def generator_sharing(runs: Path, dataset: str) -> str | None:
 def collect(runs: Path, dataset: str) -> dict[str, Any]:
     """Every seed's results for ``dataset``."""
     seeds: dict[str, Any] = {}
+    archived = is_archive(runs / dataset)
     for seed_dir in sorted((runs / dataset).glob("seed*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0)):
         names = [*ROWS, *(p.name for p in seed_dir.glob(f"{DP_PREFIX}*") if p.is_dir())]
         stages = {stage: r for stage in names if (r := stage_result(seed_dir / stage)) is not None}
         audits = {p.name: read_json(p / "mia.json") for p in audit_folders(seed_dir)}
         for name, audit in list(audits.items()):
-            if stale := stale_models(audit):
+            if not archived and (stale := stale_models(audit)):  # records were checked when they were archived
                 print(f"report: left out {seed_dir / name}: {', '.join(stale)} changed since it was audited; rerun mia")
                 del audits[name]
         if stages or audits:
@@ -185,6 +187,7 @@ def report(
     """
     root = Path(runs)
     names = datasets or (sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
+    names = [n for n in names if not n.startswith(".")]  # a records copy in progress
     tables, raw = {}, {}
     for dataset in names:
         raw[dataset] = collect(root, dataset)

@@ -119,7 +119,8 @@ def test_module_help_in_subprocess():
         [sys.executable, "-m", "kr_lightning", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    commands = ["fit", "validate", "test", "predict", "sample", "quality", "select", "mia", "report", "pipeline"]
+    commands = ["fit", "validate", "test", "predict", "sample", "quality", "select", "mia", "report", "records"]
+    commands.append("pipeline")
     listed = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith("  ")}
     assert list(listed) == commands
     assert all(len(line.split()) > 3 for line in listed.values())  # each with a one-line description

@@ -14,6 +14,7 @@ from conftest import CONFIGS, REPO
 from kr_lightning.cli import main
 from kr_lightning.errors import MissingInputError
 from kr_lightning.pipeline import plan, share_generator
+from kr_lightning.records import records
 
 
 def parses(step, capsys):
@@ -184,6 +185,42 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     assert (seed1 / "student" / "test" / "test_metrics.json").is_file()
     table = (tmp_path / "results" / "results.md").read_text()
     assert "Generators: 1 trained (`seed0/generator` for seed0, seed1)." in table
+    # records: the files the table is built from, copied out of runs/; report over the copies gives the same table
+    archive = tmp_path / "records"
+    main(["records", f"--runs={tmp_path / 'runs'}", f"--out={archive}"])
+    assert (archive / "digits" / "seed1" / "generator").readlink() == Path("../seed0/generator")
+    copied = sorted(str(p.relative_to(archive)) for p in archive.rglob("*") if p.is_file())
+    assert "digits/seed0/mia/mia.json" in copied and "digits/seed1/student/test/test_metrics.json" in copied
+    assert not any(p.endswith((".ckpt", ".npz", ".png", ".safetensors")) for p in copied)
+    manifest = json.loads((archive / "digits" / "records.json").read_text())
+    assert len(manifest["files"]) == len(copied) - 1
+    main(["report", f"--runs={archive}", f"--out={tmp_path / 'from_records'}"])
+    again = (tmp_path / "from_records" / "results.md").read_text()
+
+    def rows(text):
+        return [line for line in text.splitlines() if line.startswith("|") or line.startswith("Generators")]
+
+    assert rows(again) == rows(table) and "Privacy audit `mia`" in again  # audits kept without their checkpoints
+    assert f"`{archive / 'digits' / 'seed1' / 'student' / 'test' / 'test_metrics.json'}`" in again
+
+
+def test_records_refuse_an_empty_run_root_and_leave_out_stale_audits(tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "records"
+    with pytest.raises(MissingInputError, match="no dataset folders under .*runs"):
+        records(runs=str(runs), out=str(out))
+    seed0 = runs / "digits" / "seed0"
+    (seed0 / "student").mkdir(parents=True)
+    with pytest.raises(MissingInputError, match="no run records"):
+        records(runs=str(runs), out=str(out))
+    (seed0 / "student" / "test").mkdir()
+    (seed0 / "student" / "test" / "test_metrics.json").write_text('{"metrics": {"test/acc": 0.9, "test/auc": 0.95}}')
+    (seed0 / "mia").mkdir()
+    gone = {"teacher": {"ckpt": str(tmp_path / "retrained.ckpt"), "sha256": "0" * 64}}
+    (seed0 / "mia" / "mia.json").write_text(json.dumps({"deployed": gone}))
+    records(runs=str(runs), out=str(out))
+    assert "left out" in capsys.readouterr().out
+    assert (out / "digits" / "seed0" / "student" / "test" / "test_metrics.json").is_file()
+    assert not (out / "digits" / "seed0" / "mia").exists()
 
 
 def test_shared_seeds_plan_no_generator_and_refuse_a_generator_of_their_own(tmp_path):
