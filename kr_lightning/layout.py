@@ -16,6 +16,7 @@ holds runs of one dataset only.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,18 @@ PARSER_MODE = "omegaconf+"
 def stage_dir(run_root: str | Path, flag: str, seed: int, stage: str) -> Path:
     """The run folder the recipes derive: ``<run_root>/<flag>/seed<seed>/<stage>`` (a test holds them equal)."""
     return Path(run_root) / flag / f"seed{seed}" / stage
+
+
+def seed_folders(dataset_dir: Path) -> list[Path]:
+    """The ``seed<k>`` folders of a dataset's run folder, by ``k`` (``seed10`` after ``seed2``)."""
+    return sorted(dataset_dir.glob("seed*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
+
+
+def dataset_names(root: Path) -> list[str]:
+    """Every dataset folder under a run (or records) root; hidden folders (a records copy in progress) left out."""
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def add_layout_arguments(parser: ArgumentParser) -> None:

@@ -12,13 +12,13 @@ and a table over several datasets can be built from records archived in differen
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
 from kr_lightning import artifacts
 from kr_lightning.errors import MissingInputError
+from kr_lightning.layout import dataset_names, seed_folders
 from kr_lightning.report_privacy import stale_models
 from kr_lightning.runs import read_json
 
@@ -29,10 +29,6 @@ MANIFEST = "records.json"
 def is_archive(dataset_dir: Path) -> bool:
     """Whether ``dataset_dir`` (``<root>/<dataset>``) holds archived records rather than live runs."""
     return (dataset_dir / MANIFEST).is_file()
-
-
-def _seed_dirs(dataset_dir: Path) -> list[Path]:
-    return sorted(dataset_dir.glob("seed*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
 
 
 def _copy_stage(stage: Path, target: Path) -> list[str]:
@@ -54,7 +50,7 @@ def _copy_stage(stage: Path, target: Path) -> list[str]:
 def archive_dataset(runs: Path, dataset: str, out: Path) -> Path:
     """Copy one dataset's records from ``runs`` to ``out``, replacing the dataset's earlier records there."""
     source = runs / dataset
-    seeds = _seed_dirs(source)
+    seeds = seed_folders(source)
     if not seeds:
         raise MissingInputError(
             f"no seed folders under {source}: run the pipeline for {dataset} first, or pass --runs=<its run root>"
@@ -101,7 +97,7 @@ def records(*, runs: str = "runs", datasets: list[str] | None = None, out: str =
         out: Archive folder (commit it); other datasets already in it are kept.
     """
     root = Path(runs)
-    names = datasets or (sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
+    names = datasets or dataset_names(root)
     if not names:
         raise MissingInputError(f"no dataset folders under {root}: pass --runs=<the pipeline's run root>")
     for dataset in names:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from pathlib import Path
 from statistics import mean, stdev
 from typing import Any
 
 from kr_lightning import artifacts
+from kr_lightning.layout import dataset_names, seed_folders
 from kr_lightning.records import is_archive
 from kr_lightning.report_privacy import audit_folders, mia_rows, plot_privacy_utility, privacy_utility, stale_models
 from kr_lightning.runs import read_json
@@ -79,7 +79,7 @@ def stage_result(run: Path) -> dict[str, Any] | None:
 
 def generator_sharing(runs: Path, dataset: str) -> str | None:
     """Which seeds' synthetic images come from which generator (a seed's ``generator`` folder may link another's)."""
-    seeds = sorted((runs / dataset).glob("seed*/generator"), key=lambda p: int(re.sub(r"\D", "", p.parent.name) or 0))
+    seeds = [seed / "generator" for seed in seed_folders(runs / dataset) if (seed / "generator").exists()]
     if not seeds:
         return None
     owners: dict[Path, list[str]] = {}
@@ -93,7 +93,7 @@ def collect(runs: Path, dataset: str) -> dict[str, Any]:
     """Every seed's results for ``dataset``."""
     seeds: dict[str, Any] = {}
     archived = is_archive(runs / dataset)
-    for seed_dir in sorted((runs / dataset).glob("seed*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0)):
+    for seed_dir in seed_folders(runs / dataset):
         names = [*ROWS, *(p.name for p in seed_dir.glob(f"{DP_PREFIX}*") if p.is_dir())]
         stages = {stage: r for stage in names if (r := stage_result(seed_dir / stage)) is not None}
         audits = {p.name: read_json(p / "mia.json") for p in audit_folders(seed_dir)}
@@ -186,8 +186,7 @@ def report(
         name: File stem.
     """
     root = Path(runs)
-    names = datasets or (sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
-    names = [n for n in names if not n.startswith(".")]  # a records copy in progress
+    names = datasets or dataset_names(root)
     tables, raw = {}, {}
     for dataset in names:
         raw[dataset] = collect(root, dataset)
