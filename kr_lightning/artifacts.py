@@ -1,7 +1,8 @@
 """Atomic file writes: every artifact is written to a temporary name beside its target, then renamed.
 
 A killed process therefore leaves either the previous file or the complete new one, never a truncated file
-that a later stage would read.
+that a later stage would read. The temporary file is created with the mode a plain ``open`` would give (``0o666``
+less the umask), not ``tempfile``'s owner-only ``0o600``, so results stay readable by whoever may read the folder.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import hashlib
 import io
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,10 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
     """Call ``write(fh)`` on a temporary file in ``path``'s folder, fsync it and rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(
+        tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
+    )  # the kernel applies the umask
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -30,7 +34,7 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
