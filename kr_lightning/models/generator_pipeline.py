@@ -14,8 +14,8 @@ Load it back with ``ClassConditionalPipeline.from_pretrained(folder)``, or with
 
 from __future__ import annotations
 
+import secrets
 import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -225,7 +225,8 @@ class ClassConditionalPipeline(DiffusionPipeline):
         """``save_pretrained`` to ``folder`` atomically: a complete new folder or the previous one, never a mix."""
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        tmp = folder.parent / f".{folder.name}.{secrets.token_hex(6)}"
+        tmp.mkdir()  # the umask's mode, not mkdtemp's owner-only 0o700: the export is read by other stages and users
         try:
             self.save_pretrained(tmp, safe_serialization=True)
             old = folder.with_name(f".{folder.name}.old")

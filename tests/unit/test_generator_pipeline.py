@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -94,6 +96,15 @@ def test_export_replaces_a_previous_export_atomically(pipe, tmp_path):
     pipe.export(tmp_path / "export")
     assert not (tmp_path / "export" / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary or old folder left
+
+
+def test_an_export_gets_the_umask_mode_not_owner_only(pipe, tmp_path):
+    old = os.umask(0o022)
+    try:
+        folder = pipe.export(tmp_path / "export")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
 
 
 def test_an_export_in_the_old_layout_asks_to_re_export(tmp_path):
