@@ -24,9 +24,8 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(
-        tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
-    )  # the kernel applies the umask
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666)  # the kernel applies the umask
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
