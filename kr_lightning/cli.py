@@ -9,6 +9,7 @@ in one ``kr_lightning: error: ...`` line and exit status 2.
 from __future__ import annotations
 
 import inspect
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -74,13 +75,13 @@ def main(args: ArgsType = None) -> None:
     try:
         check_fragments(argv)
         _dispatch(argv)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM forwarded by the pipeline (errors.Terminated)
         print(
             "\nkr_lightning: interrupted; rerun the same command to resume (fit continues from last.ckpt, select and"
             " mia from their last finished unit, the pipeline skips finished stages)",
             file=sys.stderr,
         )
-        raise SystemExit(130) from None
+        raise SystemExit(128 + getattr(err, "signum", signal.SIGINT)) from None
     except ArgumentError as err:
         known = argv[:1] if argv and argv[0] in {*tool_commands(), "fit", "validate", "test", "predict"} else []
         command = " ".join(["python -m kr_lightning", *known])

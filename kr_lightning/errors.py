@@ -35,3 +35,15 @@ class DivergedError(KRError, FloatingPointError):
 
 class TrainingError(KRError, RuntimeError):
     """A model could not be trained to the required quality."""
+
+
+class Terminated(KeyboardInterrupt):
+    """A stop signal other than Ctrl-C (``kill``, a scheduler's preemption) arrived; handled like Ctrl-C.
+
+    Args:
+        signum: The signal's number; the CLI exits with ``128 + signum`` as a shell does.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum

@@ -11,12 +11,13 @@ from their finished units).
 from __future__ import annotations
 
 import shlex
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kr_lightning.errors import MissingInputError
+from kr_lightning.errors import MissingInputError, Terminated
 from kr_lightning.layout import stage_dir
 from kr_lightning.runs import read_json
 
@@ -172,16 +173,31 @@ def share_generator(runs: Path, dataset: str, seed: int, first: int, *, dry_run:
 
 
 def run_stage(command: list[str]) -> int:
-    """Run one stage; on Ctrl-C let it shut down cleanly (it received the same signal) before stopping too."""
+    """Run one stage; on Ctrl-C or SIGTERM let it shut down cleanly before stopping too.
+
+    Ctrl-C reaches the stage from the terminal (one process group); SIGTERM (``kill``, a scheduler) reaches only the
+    pipeline, so it is forwarded: the stage is never left running, orphaned, into its run folder.
+
+    Raises:
+        Terminated: SIGTERM arrived (after the stage has stopped, or been killed after a 120 s grace).
+    """
     with subprocess.Popen(command) as process:
+
+        def forward(signum: int, _frame: object) -> None:
+            process.send_signal(signum)
+            raise Terminated(signum)
+
+        previous = signal.signal(signal.SIGTERM, forward)
         try:
             return process.wait()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C or a forwarded SIGTERM (Terminated); a second one kills the stage
             try:
                 process.wait(timeout=120)
             except (KeyboardInterrupt, subprocess.TimeoutExpired):
                 process.kill()
             raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def pipeline(

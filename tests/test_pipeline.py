@@ -12,7 +12,7 @@ import yaml
 
 from conftest import CONFIGS, REPO
 from kr_lightning.cli import main
-from kr_lightning.errors import MissingInputError
+from kr_lightning.errors import MissingInputError, Terminated
 from kr_lightning.pipeline import plan, share_generator
 from kr_lightning.records import records
 
@@ -304,6 +304,55 @@ def test_ctrl_c_lets_the_running_stage_shut_down_cleanly(tmp_path):
     os.killpg(outer.pid, signal.SIGINT)
     assert outer.wait(timeout=60) != 0
     assert marker.read_text() == "clean"
+
+
+TERM_CHILD = """
+import os, pathlib, signal, sys, time
+def stop(*_):
+    time.sleep(1.0)  # a graceful shutdown: the stage saves what it has
+    pathlib.Path(sys.argv[1]).write_text("clean")
+    sys.exit(1)
+signal.signal(signal.SIGTERM, stop)
+pathlib.Path(sys.argv[2]).write_text(str(os.getpid()))
+time.sleep(60)
+"""
+
+TERM_OUTER = """
+import sys
+from kr_lightning.errors import Terminated
+from kr_lightning.pipeline import run_stage
+try:
+    run_stage([sys.executable, "-c", sys.argv[1], sys.argv[2], sys.argv[3]])
+except Terminated as err:
+    sys.exit(128 + err.signum)
+"""
+
+
+def test_sigterm_to_the_pipeline_is_forwarded_to_the_running_stage(tmp_path):
+    """``kill <pipeline>`` reaches only the pipeline; the stage gets it too and stops before the pipeline does."""
+    marker, ready = tmp_path / "clean", tmp_path / "ready"
+    outer = subprocess.Popen(
+        [sys.executable, "-c", TERM_OUTER, TERM_CHILD, str(marker), str(ready)], cwd=REPO, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while not (ready.exists() and ready.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(outer.pid, signal.SIGTERM)  # the pipeline alone, not its process group
+    assert outer.wait(timeout=60) == 128 + signal.SIGTERM
+    assert marker.read_text() == "clean"
+    with pytest.raises(ProcessLookupError):  # the stage is gone, not orphaned
+        os.kill(int(ready.read_text()), 0)
+
+
+def test_sigterm_exits_with_the_shell_status_and_says_how_to_resume(monkeypatch, capsys):
+    def terminated(argv):
+        raise Terminated(signal.SIGTERM)
+
+    monkeypatch.setattr("kr_lightning.cli._dispatch", terminated)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pipeline", "--datasets=[digits]"])
+    assert exit_info.value.code == 143
+    assert "rerun the same command to resume" in capsys.readouterr().err
 
 
 def test_ctrl_c_prints_how_to_resume(monkeypatch, capsys):
