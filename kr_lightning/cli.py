@@ -21,7 +21,7 @@ from lightning.pytorch.cli import ArgsType, LightningCLI
 from omegaconf.errors import InterpolationResolutionError
 
 from kr_lightning.callbacks.run_record import RunRecord
-from kr_lightning.errors import ConfigError, KRError
+from kr_lightning.errors import ConfigError, KRError, SigtermInterrupts
 from kr_lightning.layout import PARSER_MODE, check_fragments
 from kr_lightning.stages import KRCLI
 
@@ -72,27 +72,41 @@ def main(args: ArgsType = None) -> None:
     # ${...} interpolation in configs (run folders derived from run_root, the dataset and the seed) is resolved by
     # omegaconf after every source is merged; keys are absolute, as a user reads them in the printed config.
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
-    try:
-        check_fragments(argv)
-        _dispatch(argv)
-    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM forwarded by the pipeline (errors.Terminated)
-        print(
-            "\nkr_lightning: interrupted; rerun the same command to resume (fit continues from last.ckpt, select and"
-            " mia from their last finished unit, the pipeline skips finished stages)",
-            file=sys.stderr,
-        )
-        raise SystemExit(128 + getattr(err, "signum", signal.SIGINT)) from None
-    except ArgumentError as err:
-        known = argv[:1] if argv and argv[0] in {*tool_commands(), "fit", "validate", "test", "predict"} else []
-        command = " ".join(["python -m kr_lightning", *known])
-        print(f"kr_lightning: error: {err}\nSee `{command} --help` for the accepted options.", file=sys.stderr)
-        raise SystemExit(2) from err
-    except Exception as err:
-        cause = _user_error(err)
-        if cause is None:
-            raise
-        print(f"kr_lightning: error: {cause}", file=sys.stderr)
-        raise SystemExit(2) from err
+    with SigtermInterrupts() as stop:
+        try:
+            check_fragments(argv)
+            _dispatch(argv)
+        except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (errors.Terminated; the pipeline forwards it)
+            _interrupted(getattr(err, "signum", signal.SIGINT))
+        except SystemExit:  # Lightning ends a fit interrupted by SIGTERM with sys.exit(1)
+            if stop.received is None:
+                raise
+            _interrupted(stop.received)
+        except ArgumentError as err:
+            _argument_error(argv, err)
+        except Exception as err:
+            cause = _user_error(err)
+            if cause is None:
+                raise
+            print(f"kr_lightning: error: {cause}", file=sys.stderr)
+            raise SystemExit(2) from err
+
+
+def _interrupted(signum: int) -> None:
+    """Say how to resume and exit with a shell's status for ``signum`` (130 for Ctrl-C, 143 for SIGTERM)."""
+    print(
+        "\nkr_lightning: interrupted; rerun the same command to resume (fit continues from last.ckpt, select and"
+        " mia from their last finished unit, the pipeline skips finished stages)",
+        file=sys.stderr,
+    )
+    raise SystemExit(128 + signum) from None
+
+
+def _argument_error(argv: list[str], err: ArgumentError) -> None:
+    known = argv[:1] if argv and argv[0] in {*tool_commands(), "fit", "validate", "test", "predict"} else []
+    command = " ".join(["python -m kr_lightning", *known])
+    print(f"kr_lightning: error: {err}\nSee `{command} --help` for the accepted options.", file=sys.stderr)
+    raise SystemExit(2) from err
 
 
 def _user_error(err: BaseException) -> KRError | None:

@@ -1,7 +1,8 @@
-"""A callback that SIGKILLs its own process once, at a chosen training step (for the kill/resume tests).
+"""A callback that kills its own process once, at a chosen training step (for the kill/resume tests).
 
 The step comes from ``KR_TEST_KILL_AT_STEP``; a marker file ``KR_TEST_KILL_MARKER`` makes the kill happen only
-once, so the very same command can be run again to resume.
+once, so the very same command can be run again to resume. ``KR_TEST_KILL_SIGNAL`` names the signal (``SIGKILL``
+unless set; ``SIGTERM`` stands for a scheduler's preemption).
 """
 
 import os
@@ -17,4 +18,4 @@ class KillAt(Callback):
         marker = Path(os.environ.get("KR_TEST_KILL_MARKER", "/nonexistent/marker"))
         if trainer.global_step == step and not marker.exists():
             marker.write_text(str(step))
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signal.Signals[os.environ.get("KR_TEST_KILL_SIGNAL", "SIGKILL")])
