@@ -5,13 +5,13 @@ machine. The numbers quoted in the READMEs must outlive it. ``records`` copies, 
 seed, the files :func:`kr_lightning.report.report` and the ablation tables read (``run.json``, ``metrics.csv``,
 ``test/test_metrics.json``, ``selection.json``, ``mia.json``) into ``<out>/<dataset>/seed<k>/<stage>/``, keeps the
 links of seeds that share another seed's generator, and writes ``<out>/<dataset>/records.json`` (where the files
-came from, when, and each file's SHA-256). ``report --runs=<out>`` then prints the same table as over the run root,
-and a table over several datasets can be built from records archived in different sessions.
+came from, when, and each file's SHA-256). A stage or seed folder linked in from elsewhere is copied like any other,
+so the archive holds no link that would dangle in a clone. ``report --runs=<out>`` then prints the same table as over
+the run root, and a table over several datasets can be built from records archived in different sessions.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +47,11 @@ def _copy_stage(stage: Path, target: Path) -> list[str]:
     return copied
 
 
+def _stage_folders(seeds: list[Path]) -> list[Path]:
+    """Every stage folder (or link to one) of the seed folders, by seed and name."""
+    return [stage for seed_dir in seeds for stage in sorted(p for p in seed_dir.iterdir() if p.is_dir())]
+
+
 def archive_dataset(runs: Path, dataset: str, out: Path) -> Path:
     """Copy one dataset's records from ``runs`` to ``out``, replacing the dataset's earlier records there."""
     source = runs / dataset
@@ -59,16 +64,17 @@ def archive_dataset(runs: Path, dataset: str, out: Path) -> Path:
     staging = out / f".{dataset}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     files: dict[str, str] = {}
-    for seed_dir in seeds:
-        for stage in sorted(p for p in seed_dir.iterdir() if p.is_dir()):
-            target = staging / seed_dir.name / stage.name
-            if stage.is_symlink():  # a seed reusing another seed's generator, selection or few-step generator
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.symlink_to(os.readlink(stage))
-                continue
-            for name in _copy_stage(stage, target):
-                rel = f"{seed_dir.name}/{stage.name}/{name}"
-                files[rel] = artifacts.file_digest(staging / rel)
+    homes = {stage.resolve(): stage.relative_to(source) for stage in _stage_folders(seeds) if not stage.is_symlink()}
+    for stage in _stage_folders(seeds):
+        target = staging / stage.relative_to(source)
+        if stage.is_symlink() and (home := homes.get(stage.resolve())) is not None:
+            # a seed reusing another seed's generator, selection or few-step generator: a link within the archive
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(Path("..") / home, target_is_directory=True)
+            continue
+        for name in _copy_stage(stage, target):
+            rel = f"{stage.parent.name}/{stage.name}/{name}"
+            files[rel] = artifacts.file_digest(staging / rel)
     if not files:
         raise MissingInputError(f"no run records (run.json, test/test_metrics.json, ...) under {source}")
     manifest = {

@@ -223,6 +223,41 @@ def test_records_refuse_an_empty_run_root_and_leave_out_stale_audits(tmp_path, c
     assert not (out / "digits" / "seed0" / "mia").exists()
 
 
+def test_records_copy_links_out_of_the_run_root_and_keep_links_between_its_seeds(tmp_path):
+    """A shared generator stays a link (``report`` counts generators by it); a stage or seed folder linked in from
+    another run root is copied, or the archive would hold a link that dangles in a clone."""
+    runs, out, elsewhere = tmp_path / "runs", tmp_path / "records", tmp_path / "elsewhere"
+
+    def stage(folder, acc):
+        (folder / "test").mkdir(parents=True)
+        (folder / "run.json").write_text("{}")
+        (folder / "test" / "test_metrics.json").write_text(json.dumps({"metrics": {"test/acc": acc}}))
+
+    stage(runs / "digits" / "seed0" / "generator", 0.1)
+    stage(elsewhere / "seed1" / "teacher", 0.8)
+    stage(elsewhere / "seed2" / "generator", 0.2)
+    (runs / "digits" / "seed1").mkdir()
+    (runs / "digits" / "seed1" / "generator").symlink_to(Path("..") / "seed0" / "generator")  # as the pipeline does
+    (runs / "digits" / "seed1" / "teacher").symlink_to(elsewhere / "seed1" / "teacher")
+    (runs / "digits" / "seed2").symlink_to(elsewhere / "seed2")
+    (runs / "digits" / "seed3").mkdir()
+    (runs / "digits" / "seed3" / "generator").symlink_to(runs / "digits" / "seed2" / "generator")
+    records(runs=str(runs), out=str(out))
+    shutil.move(out, tmp_path / "moved")  # a clone elsewhere
+    shutil.rmtree(elsewhere)
+    archive = tmp_path / "moved" / "digits"
+    assert os.readlink(archive / "seed1" / "generator") == str(Path("..") / "seed0" / "generator")
+    assert os.readlink(archive / "seed3" / "generator") == str(Path("..") / "seed2" / "generator")
+    for copied in ("seed1/teacher", "seed2", "seed2/generator"):
+        assert not (archive / copied).is_symlink(), copied
+    assert json.loads((archive / "seed1" / "teacher" / "test" / "test_metrics.json").read_text())["metrics"] == {
+        "test/acc": 0.8
+    }
+    files = json.loads((archive / "records.json").read_text())["files"]
+    assert {"seed1/teacher/test/test_metrics.json", "seed2/generator/run.json"} <= set(files)
+    assert not any(name.startswith(("seed1/generator", "seed3/")) for name in files)
+
+
 def test_shared_seeds_plan_no_generator_and_refuse_a_generator_of_their_own(tmp_path):
     kwargs = {"profile": "cpu", "experiments": REPO / "experiments", "runs": tmp_path, "variants": [], "mia": False}
     names = [s.name for s in plan("breastmnist", 1, trainer_args=[], shared=True, **kwargs)]
