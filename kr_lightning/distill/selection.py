@@ -120,6 +120,7 @@ def select(
     seed: int = 0,
     quality_samples: int = 1000,
     criterion: Criterion = "cas",
+    coverage_floor: float = 0.9,
     accelerator: str = "auto",
     gen_precision: GenPrecision = "32-true",
     run_root: str = "runs",
@@ -161,7 +162,10 @@ def select(
         seed: Seed of the synthetic sets (the same noise for every candidate).
         quality_samples: Images per candidate scored by the quality metrics (needs ``teacher_ckpt``; 0: none).
         criterion: What picks the checkpoint and the knobs: ``cas`` (val accuracy; ties: class fidelity, then val
-            AUC), ``fidelity`` (class fidelity; ties: CAS) or ``fd`` (size-matched Fréchet distance; ties: CAS).
+            AUC), ``fidelity`` (class fidelity; ties: CAS), ``fidelity_coverage`` (class fidelity among the
+            candidates whose coverage reaches ``coverage_floor`` x the best one's; ties: CAS) or ``fd`` (size-matched
+            Fréchet distance; ties: CAS).
+        coverage_floor: For ``fidelity_coverage``: the fraction of the best candidate's coverage a candidate needs.
         accelerator: Lightning accelerator for the quick students and generation.
         gen_precision: Generator precision (``bf16-mixed``: bfloat16 autocast, see ``GKDDataModule``); score
             candidates in the precision the students will be trained with.
@@ -198,15 +202,16 @@ def select(
     intervals = [None if i is None else check_interval(i) for i in interval_grid]
     stage1 = [Candidate(p, steps, guidance, sampler, interval) for p in paths]
     by_checkpoint = run_search(stage1, data, recipe, seed, folder / "candidates", quality)
-    best_ckpt = best_of(by_checkpoint, criterion)["generator"]
+    best_ckpt = best_of(by_checkpoint, criterion, coverage_floor)["generator"]
     grid = [(s, st, g, i) for s in sampler_grid for st in steps_grid for g in guidance_grid for i in intervals]
     stage2 = [Candidate(best_ckpt, st, g, s, i) for s, st, g, i in grid]
     by_knobs = run_search(stage2, data, recipe, seed, folder / "candidates", quality)
-    winner = best_of(by_knobs + [r for r in by_checkpoint if r["generator"] == best_ckpt], criterion)
+    winner = best_of(by_knobs + [r for r in by_checkpoint if r["generator"] == best_ckpt], criterion, coverage_floor)
     summary = {
         "dataset": data.name,
         "score": "mean final val/acc of quick students (CAS); the test split is never read",
         "criterion": criterion,
+        "coverage_floor": coverage_floor if criterion == "fidelity_coverage" else None,
         "quality_reference": None if scorer is None else scorer.reference(),
         "recipe": {k: v for k, v in asdict(recipe).items() if k != "net"}
         | {"net": describe_net(recipe.net), "seed": seed},
