@@ -133,6 +133,19 @@ def test_select_scores_quality_and_selects_by_fidelity(tmp_path, tiny_generator_
     assert "class fidelity" in capsys.readouterr().out and (tmp_path / "select" / "selection.png").is_file()
     assert [r["quality"]["n"] for r in again["checkpoints"]] == [190, 190]
     assert [r["val_acc"] for r in again["checkpoints"]] == [r["val_acc"] for r in result["checkpoints"]]
+    # the coverage-guarded criterion, re-ranked from the same candidate files; floor 1: the best coverage wins
+    guarded = run_select(
+        tiny_generator_run,
+        tmp_path / "select",
+        teacher,
+        "--quality_samples=190",
+        "--criterion=fidelity_coverage",
+        "--coverage_floor=1.0",
+    )
+    assert guarded["criterion"] == "fidelity_coverage" and guarded["coverage_floor"] == 1.0
+    best_ckpt = max(guarded["checkpoints"], key=lambda r: r["quality"]["coverage"])
+    finalists = guarded["knobs"] + [r for r in guarded["checkpoints"] if r["generator"] == best_ckpt["generator"]]
+    assert guarded["winner"]["quality"]["coverage"] == max(r["quality"]["coverage"] for r in finalists)
 
 
 def test_quality_criteria_need_a_teacher(tmp_path, tiny_generator_run, capsys):
