@@ -17,11 +17,20 @@ export KR_DATA_ROOT=$PWD/.gpu_inputs PYTHONUNBUFFERED=1 WANDB_MODE=disabled HF_H
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$RESULTS/gpu.txt"
 python3 -c "import torch, lightning, diffusers; print('torch', torch.__version__, 'lightning', lightning.__version__,
 'diffusers', diffusers.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$RESULTS/gpu.txt"
+echo "== generator_step" && timeout "${STEP_LIMIT:-150}" python3 benchmarks/generator_step.py --steps 30 --warmup 6 \
+  > "$RESULTS/generator_step.jsonl" 2> "$RESULTS/generator_step.err"
+echo "generator_step rc=$?" | tee "$RESULTS/summary.txt"; cat "$RESULTS/generator_step.jsonl"
+overlays=experiments/overlays/gpu_short
+if [ -n "${GEN_STEPS:-}" ]; then  # a shorter generator fit (two candidates), e.g. to reach the later stages sooner
+  mkdir -p /tmp/gen_steps && overlays="[$overlays,/tmp/gen_steps]"
+  sed -e "s/max_steps: 400/max_steps: $GEN_STEPS/" -e "s/every_n_train_steps: 200/every_n_train_steps: $((GEN_STEPS / 2))/" \
+    experiments/overlays/gpu_short/generator.yaml > /tmp/gen_steps/generator.yaml
+fi
 start=$SECONDS
 timeout "${PIPELINE_LIMIT:-300}" python3 -m kr_lightning pipeline --datasets='[breastmnist]' --profile=gpu \
-  --overlays=experiments/overlays/gpu_short --variants='[soft_static]' --mia=false \
+  --overlays="$overlays" --variants='[soft_static]' --mia=false \
   --runs="$RUNS" --results="$RESULTS" --name=gpu_short > "$RESULTS/pipeline.log" 2>&1
-echo "pipeline rc=$? $((SECONDS - start)) s" | tee "$RESULTS/summary.txt"
+echo "pipeline rc=$? $((SECONDS - start)) s" | tee -a "$RESULTS/summary.txt"
 grep -a "^pipeline:" "$RESULTS/pipeline.log" | tail -n 30
 grep -a -B2 -A25 "Traceback" "$RESULTS/pipeline.log" | tail -n 60
 # each stage's record (wall time, steps, epochs, device) in one file
@@ -41,7 +50,7 @@ cat "$RESULTS/stages.json" | python3 -c "import json,sys; [print(k, v.get('wall_
  for k, v in json.load(sys.stdin).items() if isinstance(v, dict) and 'wall_seconds' in v]"
 GEN=$RUNS/breastmnist/seed0/generator/export
 if [ -d "$GEN" ]; then
-  echo "== sampling" && timeout 90 python3 benchmarks/sampling.py --generator "$GEN" --n 1024 --batch 1024 --steps 25 \
+  echo "== sampling" && timeout "${SAMPLING_LIMIT:-90}" python3 benchmarks/sampling.py --generator "$GEN" --n 1024 --batch 1024 --steps 25 \
     --sampler dpmsolver++ --pairs 3 --rows 256 2048 > "$RESULTS/sampling.jsonl" 2> "$RESULTS/sampling.err"
   echo "sampling rc=$?" | tee -a "$RESULTS/summary.txt"; tail -n 3 "$RESULTS/sampling.jsonl"
 fi
