@@ -5,7 +5,8 @@ and progress bar; no grids or checkpoints) and prints one JSON line per variant:
 (``step_s``, batch start to end, GPU work waited for), the median gap between two steps of one epoch
 (``gap_in_epoch_s``) and between the last step of an epoch and the first of the next (``epoch_boundary_s``, which
 holds validation every ``check_val_every_n_epoch`` epochs), the steps per second over the timed steps, and the
-recipe's ``max_steps`` projected at that rate. Small data sets have few steps per epoch (BreastMNIST at batch 256:
+recipe's ``max_steps`` projected at that rate, and the size and write time of one checkpoint of the fit (what a
+``last.ckpt`` costs). Small data sets have few steps per epoch (BreastMNIST at batch 256:
 3), so the boundary can cost more than the steps. Variants: ``recipe``; ``tf32`` (float32 matmuls on TF32,
 ``torch.set_float32_matmul_precision("high")``); ``cudnn_benchmark`` (``trainer.benchmark=True``); ``no_val``.
 
@@ -80,6 +81,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="experiments/data/breastmnist.yaml", help="data fragment")
     parser.add_argument("--steps", type=int, default=60, help="optimiser steps per variant, warm-up included")
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=None, help="override the recipe's (e.g. to try it on a CPU)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     dataset = yaml.safe_load(Path(args.dataset).read_text())["data"]["init_args"]
@@ -90,13 +92,20 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             trainer = {"default_root_dir": tmp, "max_steps": args.steps, "callbacks": ema}
             overrides = {**VARIANTS[name], "trainer": {**trainer, **VARIANTS[name].get("trainer", {})}}
+            if args.batch_size:
+                overrides["data"] = {"init_args": {"batch_size": args.batch_size}}
             cli = build_stage(Path(args.recipe), dataset, seed=0, overrides=overrides)
             clock = Clock()
             cli.trainer.callbacks.append(clock)
             start = time.perf_counter()
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
             fit_s = time.perf_counter() - start
+            checkpoint = Path(tmp) / "probe.ckpt"  # what a last.ckpt of this fit costs to write
+            start = time.perf_counter()
+            cli.trainer.save_checkpoint(checkpoint)
+            write_s, checkpoint_mb = time.perf_counter() - start, checkpoint.stat().st_size / 2**20
         row = {"benchmark": "generator_step", "variant": name, "recipe": args.recipe, "fit_s": round(fit_s, 1)}
+        row |= {"checkpoint_mb": round(checkpoint_mb, 1), "checkpoint_write_s": round(write_s, 2)}
         row |= {"device": str(cli.trainer.strategy.root_device), "precision": str(cli.trainer.precision)}
         print(json.dumps(row | summary(clock.events, args.warmup, recipe["trainer"]["max_steps"])), flush=True)
     torch.set_float32_matmul_precision("highest")

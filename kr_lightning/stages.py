@@ -191,9 +191,15 @@ def _fill_layout(trainer: Namespace, root: Path, version: str) -> None:
         if logger.class_path == "kr_lightning.loggers.ResumableCSVLogger" and logger.init_args.save_dir == str(root):
             logger.init_args.version = version  # a run's own config.yaml, reused by another subcommand
     trainer.logger = loggers
-    wants_last = False
+    wants_last = listed_last = False
     best: list[Namespace] = []
     for callback in trainer.callbacks or []:
+        if isinstance(callback, Namespace) and callback.class_path.endswith("LastCheckpoint"):
+            listed_last = True  # by the config (to set its interval), or by a run's saved config.yaml: not added again
+            defaults = _last_checkpoint(root / "checkpoints", val_every_epoch=trainer.check_val_every_n_epoch == 1)
+            for key, value in vars(defaults.init_args).items():
+                if callback.init_args.get(key) is None:
+                    setattr(callback.init_args, key, value)
         if isinstance(callback, Namespace) and callback.class_path.endswith("ModelCheckpoint"):
             if callback.init_args.get("dirpath") is None:
                 callback.init_args.dirpath = str(root / "checkpoints")
@@ -211,7 +217,7 @@ def _fill_layout(trainer: Namespace, root: Path, version: str) -> None:
         if isinstance(cb, Namespace) and cb.class_path.endswith("BestMetric")
     }  # a run's saved config.yaml already lists them
     trainer.callbacks = [*(trainer.callbacks or []), *(b for b in best if b.init_args.monitor not in present)]
-    if wants_last:
+    if wants_last and not listed_last:
         trainer.callbacks.append(
             _last_checkpoint(root / "checkpoints", val_every_epoch=trainer.check_val_every_n_epoch == 1)
         )

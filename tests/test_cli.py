@@ -139,3 +139,18 @@ def test_checkpoints_load_with_weights_only(tmp_path, tiny_root):
     for name in ("best.ckpt", "last.ckpt"):
         ckpt = torch.load(tmp_path / "run" / "checkpoints" / name, weights_only=True)
         assert ckpt["hyper_parameters"]["_class_path"] == "kr_lightning.models.Teacher"
+
+
+def test_a_listed_last_checkpoint_is_placed_in_the_run_and_not_added_twice(tmp_path, tiny_root):
+    run = tmp_path / "run"
+    fit_teacher(
+        run,
+        tiny_root,
+        "--trainer.callbacks+=kr_lightning.callbacks.LastCheckpoint",
+        "--trainer.callbacks.min_interval_s=3600",
+    )
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    listed = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("LastCheckpoint")]
+    assert len(listed) == 1 and listed[0]["init_args"]["min_interval_s"] == 3600
+    assert listed[0]["init_args"]["dirpath"] == str(run / "checkpoints")
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1  # the final epoch
