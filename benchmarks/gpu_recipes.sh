@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The GPU profile's recipes (the headline `make reproduce-medmnist`) on CUDA, shortened by the gpu_short overlay, in
-# one run of about five minutes on one H200, for a short device loan. Checks that every stage runs on the GPU with
-# the recipes' real networks, bf16-mixed precision and batch sizes, and times each stage; then the sampler benchmark
-# on the generator it trained. Prepare here with `bash benchmarks/gpu_bundle.sh` (wheels and the BreastMNIST npz),
+# The GPU profile's recipes (the headline `make reproduce-medmnist`) on CUDA, shortened by the gpu_short overlay, for
+# a short device loan: first benchmarks/generator_step.py, then the pipeline, then the sampler benchmark on the
+# generator it trained, each under its own time limit (STEP_LIMIT, PIPELINE_LIMIT, SAMPLING_LIMIT seconds). Checks
+# that every stage runs on the GPU with the recipes' real networks, bf16-mixed precision and batch sizes, and times
+# each stage. On 2026-12-04 the pipeline did not finish inside 300 s on one H200 (it reached `select`; see
+# benchmarks/README.md); the generator then wrote last.ckpt every epoch, fixed since. Prepare here with `bash benchmarks/gpu_bundle.sh` (wheels and the BreastMNIST npz),
 # then on the device machine, from the repo root (device tool: carry [".whl", ".gpu_inputs"]):
 #   bash benchmarks/gpu_recipes.sh            (results under $OUT, else runs/gpu_recipes)
 set -uo pipefail
