@@ -4,8 +4,9 @@
 # generator it trained, each under its own time limit (STEP_LIMIT, PIPELINE_LIMIT, SAMPLING_LIMIT seconds). Checks
 # that every stage runs on the GPU with the recipes' real networks, bf16-mixed precision and batch sizes, and times
 # each stage. On 2026-12-04 the pipeline did not finish inside 300 s on one H200 (it reached `select`; see
-# benchmarks/README.md); the generator then wrote last.ckpt every epoch, fixed since. Prepare here with `bash benchmarks/gpu_bundle.sh` (wheels and the BreastMNIST npz),
-# then on the device machine, from the repo root (device tool: carry [".whl", ".gpu_inputs"]):
+# benchmarks/README.md); the generator then wrote last.ckpt every epoch, fixed since. Prepare here with
+# `bash benchmarks/gpu_bundle.sh` (wheels and the BreastMNIST npz), then on the device machine, from the repo root
+# (device tool: carry [".whl", ".gpu_inputs"]):
 #   bash benchmarks/gpu_recipes.sh            (results under $OUT, else runs/gpu_recipes)
 set -uo pipefail
 RESULTS=${OUT:-runs/gpu_recipes}
