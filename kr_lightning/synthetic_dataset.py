@@ -19,10 +19,10 @@ from kr_lightning.seeding import EXPORT, make_rng
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    """``auto`` -> CUDA when available, else CPU; ``gpu`` (Lightning's name) -> CUDA; else ``torch.device(device)``."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return torch.device("cuda" if device == "gpu" else device)
 
 
 def class_counts(num_classes: int, per_class: int | None, counts: list[int] | None) -> list[int]:

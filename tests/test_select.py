@@ -2,12 +2,15 @@ import functools
 import json
 
 import pytest
+import torch
 
 from conftest import CONFIGS
 from kr_lightning.cli import main
 from kr_lightning.data.datamodule import ImageDataModule
+from kr_lightning.distill.candidates import candidate_quality
 from kr_lightning.distill.selection import describe_net
 from kr_lightning.models.networks import SmallCNN
+from kr_lightning.quality.scorer import QualityScorer
 
 
 def run_select(generator_run, out, *extra):
@@ -168,3 +171,41 @@ def test_select_tries_guidance_intervals_and_old_candidate_names_stay(tmp_path, 
     digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
     assert every.key == f"g-dpmsolver++-s10-g2-{digest}"  # results scored before the option are reused
     assert Candidate("g.ckpt", 10, 2.0, "dpmsolver++", (0.5, 3.0)).key.startswith("g-dpmsolver++-s10-g2-i0.5-3-")
+
+
+def test_quality_scorer_runs_on_the_accelerator(tmp_path, tiny_generator_run, tiny_digits_teacher, monkeypatch):
+    """The quality samples and the teacher run where the quick students do (on a GPU: not on the CPU)."""
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def record(cls, data, teacher_ckpt, *, seed, device):
+        seen.append(device)
+        raise Stop
+
+    monkeypatch.setattr(QualityScorer, "from_data", classmethod(record))
+    with pytest.raises(Stop):
+        run_select(
+            tiny_generator_run, tmp_path / "select", f"--teacher_ckpt={tiny_digits_teacher}", "--accelerator=gpu"
+        )
+    assert seen == [torch.device("cuda")]
+
+
+def test_quality_samples_use_the_scorers_device_and_the_students_precision(
+    tmp_path, tiny_generator_run, tiny_digits_teacher, monkeypatch
+):
+    monkeypatch.setattr("kr_lightning.models.speedups.bf16_unsupported", lambda device: None)
+    seen = []
+
+    def record(candidate, scorer, n, seed, **kwargs):
+        seen.append(kwargs)
+        return candidate_quality(candidate, scorer, n, seed, **kwargs)
+
+    monkeypatch.setattr("kr_lightning.distill.selection.candidate_quality", record)
+    teacher = f"--teacher_ckpt={tiny_digits_teacher}"
+    result = run_select(
+        tiny_generator_run, tmp_path / "select", teacher, "--quality_samples=180", "--gen_precision=bf16-mixed"
+    )
+    assert len(seen) == len(result["checkpoints"]) + len(result["knobs"]) == 4
+    assert all(k == {"device": torch.device("cpu"), "bf16": True} for k in seen)

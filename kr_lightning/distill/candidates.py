@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
+import torch
 from torch import nn
 
 from kr_lightning.data.datamodule import ImageDataModule
@@ -125,8 +126,19 @@ def score_candidate(candidate: Candidate, real: ImageDataModule, recipe: QuickSt
     }
 
 
-def candidate_quality(candidate: Candidate, scorer: QualityScorer, n: int, seed: int) -> dict[str, Any]:
-    """The quality metrics of ``n`` class-balanced images of ``candidate`` (the same noise for every candidate)."""
+def candidate_quality(
+    candidate: Candidate,
+    scorer: QualityScorer,
+    n: int,
+    seed: int,
+    *,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+) -> dict[str, Any]:
+    """The quality metrics of ``n`` class-balanced images of ``candidate`` (the same noise for every candidate).
+
+    The generator runs on ``device``, under bfloat16 autocast with ``bf16``.
+    """
     images, labels, _ = generated_images(
         candidate.generator,
         scorer.num_classes,
@@ -136,5 +148,7 @@ def candidate_quality(candidate: Candidate, scorer: QualityScorer, n: int, seed:
         sampler=candidate.sampler,  # type: ignore[arg-type]
         guidance_interval=candidate.guidance_interval,
         seed=seed,
+        device=device,
+        bf16=bf16,
     )
     return scorer.score(images, labels)

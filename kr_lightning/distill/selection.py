@@ -27,9 +27,10 @@ from kr_lightning.distill.selection_plot import plot_selection
 from kr_lightning.errors import ConfigError, MissingInputError
 from kr_lightning.models.networks import SmallCNN
 from kr_lightning.models.sampling import SamplerKind, check_interval
-from kr_lightning.models.speedups import GenPrecision
+from kr_lightning.models.speedups import GenPrecision, wants_bf16
 from kr_lightning.quality.scorer import QualityScorer
 from kr_lightning.seeding import SCHEME
+from kr_lightning.synthetic_dataset import resolve_device
 
 
 def generator_checkpoints(run: Path) -> list[Path]:
@@ -83,7 +84,14 @@ def run_search(
         if scored:
             result = score_candidate(candidate, real, recipe, seed)
         if quality is not None and (result.get("quality") or {}).get("n") != quality[1]:
-            result["quality"] = candidate_quality(candidate, quality[0], quality[1], seed)
+            result["quality"] = candidate_quality(
+                candidate,
+                quality[0],
+                quality[1],
+                seed,
+                device=quality[0].device,
+                bf16=wants_bf16(recipe.gen_precision),  # type: ignore[arg-type]
+            )
             scored = True
         if scored:  # a finished candidate is reused silently
             artifacts.write_json(path, result)
@@ -166,7 +174,7 @@ def select(
             candidates whose coverage reaches ``coverage_floor`` x the best one's; ties: CAS) or ``fd`` (size-matched
             Fréchet distance; ties: CAS).
         coverage_floor: For ``fidelity_coverage``: the fraction of the best candidate's coverage a candidate needs.
-        accelerator: Lightning accelerator for the quick students and generation.
+        accelerator: Lightning accelerator for the quick students, generation and the quality metrics' samples.
         gen_precision: Generator precision (``bf16-mixed``: bfloat16 autocast, see ``GKDDataModule``); score
             candidates in the precision the students will be trained with.
         run_root: Root of the run folders (recipes derive ``seed_dir`` and the paths above from it).
@@ -192,7 +200,8 @@ def select(
     )
     scorer = None
     if teacher_ckpt is not None and quality_samples > 0:
-        scorer = QualityScorer.from_data(data, teacher_ckpt, seed=seed)
+        # the quality samples are drawn where the quick students' sets are (the accelerator), in their precision
+        scorer = QualityScorer.from_data(data, teacher_ckpt, seed=seed, device=resolve_device(accelerator))
     elif criterion != "cas":
         raise ConfigError(
             f"criterion {criterion!r} needs the quality metrics: set teacher_ckpt and quality_samples > 0"

@@ -18,6 +18,7 @@ from kr_lightning.models.loading import load_generator
 from kr_lightning.models.sampling import GuidanceInterval, SamplerKind, check_interval, knobs_name
 from kr_lightning.quality.scorer import SET_METRICS, QualityScorer
 from kr_lightning.seeding import QUALITY, make_rng
+from kr_lightning.synthetic_dataset import resolve_device
 
 
 def generated_images(
@@ -32,9 +33,15 @@ def generated_images(
     guidance_interval: GuidanceInterval | list[float] | None = None,
     batch_size: int = 256,
     progress: bool = False,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """``n`` class-balanced images of ``generator`` (float32 ``[-1, 1]``), their classes and the knobs used."""
-    pipe = load_generator(generator)
+    """``n`` class-balanced images of ``generator`` (float32 ``[-1, 1]``, on the CPU), their classes and the knobs.
+
+    The UNet runs on ``device`` (under bfloat16 autocast with ``bf16``); the noise is drawn on the CPU, so the
+    starting noise is the same on every device.
+    """
+    pipe = load_generator(generator, device).optimize(bf16=bf16)
     if pipe.num_classes != num_classes:
         raise ConfigError(f"{generator} generates {pipe.num_classes} classes; the dataset has {num_classes}")
     knobs = {
@@ -46,7 +53,7 @@ def generated_images(
     labels = balanced_labels(num_classes, n)
     rng = make_rng(seed, stream=QUALITY)  # the same noise for every generator and knob setting scored
     images = synthesize(pipe, labels, rng, batch_size=batch_size, progress=progress, **knobs)
-    return images, labels, knobs
+    return images.float().cpu(), labels, knobs
 
 
 def npz_images(path: str, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,6 +94,7 @@ def quality(
     guidance_interval: list[float] | None = None,
     seed: int = 0,
     out: str | None = None,
+    device: str = "auto",
     run_root: str = "runs",
     seed_dir: str | None = None,
 ) -> dict[str, Any]:
@@ -108,12 +116,14 @@ def quality(
         guidance_interval: Guide only at noise levels ``lo < sigma <= hi`` (``None``: every step).
         seed: Seed of the sampling noise and of the matched subsets.
         out: Folder for the result JSON (``None``: print only).
+        device: Where the generator and the teacher run (``auto``: CUDA when available, else CPU).
         run_root: Root of the run folders (recipes derive ``seed_dir`` and the paths above from it).
         seed_dir: This dataset and seed's folder, ``${run_root}/<flag>/seed<seed>`` in the recipes.
     """
     if (generator is None) == (npz is None):
         raise ConfigError("give exactly one of --generator (checkpoint or export folder) or --npz")
-    scorer = QualityScorer.from_data(data, teacher_ckpt, seed=seed)
+    dev = resolve_device(device)
+    scorer = QualityScorer.from_data(data, teacher_ckpt, seed=seed, device=dev)
     if generator is not None:
         images, labels, knobs = generated_images(
             generator,
@@ -125,6 +135,7 @@ def quality(
             guidance_interval=guidance_interval,  # checked there
             seed=seed,
             progress=True,
+            device=dev,
         )
         source, name = generator, f"{Path(generator).stem}-{knobs_name(**knobs)}"
     else:

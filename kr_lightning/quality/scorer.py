@@ -62,14 +62,21 @@ class QualityScorer:
         self._reference: dict[str, Any] | None = None
 
     @classmethod
-    def from_data(cls, data: ImageDataModule, teacher_ckpt: str, *, seed: int = 0) -> QualityScorer:
-        """A scorer over ``data``'s real train and val splits in ``teacher_ckpt``'s feature space."""
+    def from_data(
+        cls, data: ImageDataModule, teacher_ckpt: str, *, seed: int = 0, device: torch.device | str = "cpu"
+    ) -> QualityScorer:
+        """A scorer over ``data``'s real train and val splits in ``teacher_ckpt``'s feature space, on ``device``."""
         data.setup("fit")
         tensors = {}
         for name in ("train", "val"):
             split = data.split(name)
             tensors[name] = (to_tensor(split.images), torch.from_numpy(split.labels))
-        return cls(load_classifier(teacher_ckpt), tensors["train"], tensors["val"], seed=seed)
+        return cls(load_classifier(teacher_ckpt, device), tensors["train"], tensors["val"], seed=seed)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the teacher (the feature extractor and class judge) runs."""
+        return self.teacher.device
 
     def features(self, images: torch.Tensor) -> np.ndarray:
         """``(N, d)`` float32 teacher features."""
