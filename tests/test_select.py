@@ -7,9 +7,9 @@ import torch
 from conftest import CONFIGS
 from kr_lightning.cli import main
 from kr_lightning.data.datamodule import ImageDataModule
-from kr_lightning.distill.candidates import candidate_quality
 from kr_lightning.distill.selection import describe_net
 from kr_lightning.models.networks import SmallCNN
+from kr_lightning.quality.command import generated_images
 from kr_lightning.quality.scorer import QualityScorer
 
 
@@ -198,11 +198,11 @@ def test_quality_samples_use_the_scorers_device_and_the_students_precision(
     monkeypatch.setattr("kr_lightning.models.speedups.bf16_unsupported", lambda device: None)
     seen = []
 
-    def record(candidate, scorer, n, seed, **kwargs):
-        seen.append(kwargs)
-        return candidate_quality(candidate, scorer, n, seed, **kwargs)
+    def record(*args, **kwargs):  # what the generator of each candidate's quality samples is asked to run on
+        seen.append({"device": kwargs["device"], "bf16": kwargs["bf16"]})
+        return generated_images(*args, **kwargs)
 
-    monkeypatch.setattr("kr_lightning.distill.selection.candidate_quality", record)
+    monkeypatch.setattr("kr_lightning.distill.candidates.generated_images", record)
     teacher = f"--teacher_ckpt={tiny_digits_teacher}"
     result = run_select(
         tiny_generator_run, tmp_path / "select", teacher, "--quality_samples=180", "--gen_precision=bf16-mixed"

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
-import torch
 from torch import nn
 
 from kr_lightning.data.datamodule import ImageDataModule
@@ -132,12 +131,11 @@ def candidate_quality(
     n: int,
     seed: int,
     *,
-    device: torch.device | str = "cpu",
     bf16: bool = False,
 ) -> dict[str, Any]:
     """The quality metrics of ``n`` class-balanced images of ``candidate`` (the same noise for every candidate).
 
-    The generator runs on ``device``, under bfloat16 autocast with ``bf16``.
+    The generator runs where the scorer's teacher does, under bfloat16 autocast with ``bf16``.
     """
     images, labels, _ = generated_images(
         candidate.generator,
@@ -148,7 +146,7 @@ def candidate_quality(
         sampler=candidate.sampler,  # type: ignore[arg-type]
         guidance_interval=candidate.guidance_interval,
         seed=seed,
-        device=device,
+        device=scorer.device,
         bf16=bf16,
     )
     return scorer.score(images, labels)

@@ -84,14 +84,8 @@ def run_search(
         if scored:
             result = score_candidate(candidate, real, recipe, seed)
         if quality is not None and (result.get("quality") or {}).get("n") != quality[1]:
-            result["quality"] = candidate_quality(
-                candidate,
-                quality[0],
-                quality[1],
-                seed,
-                device=quality[0].device,
-                bf16=wants_bf16(recipe.gen_precision),  # type: ignore[arg-type]
-            )
+            bf16 = wants_bf16(recipe.gen_precision)  # type: ignore[arg-type]
+            result["quality"] = candidate_quality(candidate, quality[0], quality[1], seed, bf16=bf16)
             scored = True
         if scored:  # a finished candidate is reused silently
             artifacts.write_json(path, result)
