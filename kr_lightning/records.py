@@ -12,6 +12,7 @@ the run root, and a table over several datasets can be built from records archiv
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,6 +53,19 @@ def _stage_folders(seeds: list[Path]) -> list[Path]:
     return [stage for seed_dir in seeds for stage in sorted(p for p in seed_dir.iterdir() if p.is_dir())]
 
 
+def _shared_home(link: Path, spelled: dict[Path, Path], homes: dict[Path, Path]) -> Path | None:
+    """The stage folder of the same run root that the stage link ``link`` points at, if any.
+
+    Matched first on the link's own target, one hop (``seed1/generator -> ../seed0/generator`` is kept as a link even
+    where ``seed0/generator`` is itself a link out of the run root, which is copied), then on where it resolves to.
+    """
+    hop = Path(os.path.normpath(os.path.join(os.path.abspath(link.parent), os.readlink(link))))
+    home = spelled.get(hop)
+    if home is not None and home != spelled[Path(os.path.abspath(link))]:
+        return home
+    return homes.get(link.resolve())
+
+
 def archive_dataset(runs: Path, dataset: str, out: Path) -> Path:
     """Copy one dataset's records from ``runs`` to ``out``, replacing the dataset's earlier records there."""
     source = runs / dataset
@@ -64,10 +78,12 @@ def archive_dataset(runs: Path, dataset: str, out: Path) -> Path:
     staging = out / f".{dataset}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     files: dict[str, str] = {}
-    homes = {stage.resolve(): stage.relative_to(source) for stage in _stage_folders(seeds) if not stage.is_symlink()}
-    for stage in _stage_folders(seeds):
+    stages = _stage_folders(seeds)
+    homes = {stage.resolve(): stage.relative_to(source) for stage in stages if not stage.is_symlink()}
+    spelled = {Path(os.path.abspath(stage)): stage.relative_to(source) for stage in stages}
+    for stage in stages:
         target = staging / stage.relative_to(source)
-        if stage.is_symlink() and (home := homes.get(stage.resolve())) is not None:
+        if stage.is_symlink() and (home := _shared_home(stage, spelled, homes)) is not None:
             # a seed reusing another seed's generator, selection or few-step generator: a link within the archive
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(Path("..") / home, target_is_directory=True)

@@ -15,6 +15,7 @@ from kr_lightning.cli import main
 from kr_lightning.errors import MissingInputError, Terminated
 from kr_lightning.pipeline import plan, share_generator
 from kr_lightning.records import records
+from kr_lightning.report import generator_sharing
 
 
 def parses(step, capsys):
@@ -242,20 +243,33 @@ def test_records_copy_links_out_of_the_run_root_and_keep_links_between_its_seeds
     (runs / "digits" / "seed2").symlink_to(elsewhere / "seed2")
     (runs / "digits" / "seed3").mkdir()
     (runs / "digits" / "seed3" / "generator").symlink_to(runs / "digits" / "seed2" / "generator")
+    # a seed's generator linked in from another root, shared by a later seed (pipeline --shared_generator=true over
+    # a first seed whose stages were linked in): the first is copied, the later one stays a link to it
+    stage(elsewhere / "seed4" / "generator", 0.4)
+    for seed in ("seed4", "seed5"):
+        (runs / "digits" / seed).mkdir()
+    (runs / "digits" / "seed4" / "generator").symlink_to(elsewhere / "seed4" / "generator")
+    (runs / "digits" / "seed5" / "generator").symlink_to(Path("..") / "seed4" / "generator")
     records(runs=str(runs), out=str(out))
     shutil.move(out, tmp_path / "moved")  # a clone elsewhere
     shutil.rmtree(elsewhere)
     archive = tmp_path / "moved" / "digits"
     assert os.readlink(archive / "seed1" / "generator") == str(Path("..") / "seed0" / "generator")
     assert os.readlink(archive / "seed3" / "generator") == str(Path("..") / "seed2" / "generator")
-    for copied in ("seed1/teacher", "seed2", "seed2/generator"):
+    assert os.readlink(archive / "seed5" / "generator") == str(Path("..") / "seed4" / "generator")
+    for copied in ("seed1/teacher", "seed2", "seed2/generator", "seed4/generator"):
         assert not (archive / copied).is_symlink(), copied
     assert json.loads((archive / "seed1" / "teacher" / "test" / "test_metrics.json").read_text())["metrics"] == {
         "test/acc": 0.8
     }
     files = json.loads((archive / "records.json").read_text())["files"]
-    assert {"seed1/teacher/test/test_metrics.json", "seed2/generator/run.json"} <= set(files)
-    assert not any(name.startswith(("seed1/generator", "seed3/")) for name in files)
+    copied_files = {"seed1/teacher/test/test_metrics.json", "seed2/generator/run.json", "seed4/generator/run.json"}
+    assert copied_files <= set(files)
+    assert not any(name.startswith(("seed1/generator", "seed3/", "seed5/")) for name in files)
+    assert generator_sharing(tmp_path / "moved", "digits") == (
+        "Generators: 3 trained (`seed0/generator` for seed0, seed1; `seed2/generator` for seed2, seed3;"
+        " `seed4/generator` for seed4, seed5)."
+    )
 
 
 def test_shared_seeds_plan_no_generator_and_refuse_a_generator_of_their_own(tmp_path):
