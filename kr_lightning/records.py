@@ -59,11 +59,8 @@ def _shared_home(link: Path, spelled: dict[Path, Path], homes: dict[Path, Path])
     Matched first on the link's own target, one hop (``seed1/generator -> ../seed0/generator`` is kept as a link even
     where ``seed0/generator`` is itself a link out of the run root, which is copied), then on where it resolves to.
     """
-    hop = Path(os.path.normpath(os.path.join(os.path.abspath(link.parent), os.readlink(link))))
-    home = spelled.get(hop)
-    if home is not None and home != spelled[Path(os.path.abspath(link))]:
-        return home
-    return homes.get(link.resolve())
+    hop = Path(os.path.normpath(link.parent.absolute() / os.readlink(link)))
+    return spelled.get(hop) or homes.get(link.resolve())
 
 
 def archive_dataset(runs: Path, dataset: str, out: Path) -> Path:
@@ -80,7 +77,7 @@ def archive_dataset(runs: Path, dataset: str, out: Path) -> Path:
     files: dict[str, str] = {}
     stages = _stage_folders(seeds)
     homes = {stage.resolve(): stage.relative_to(source) for stage in stages if not stage.is_symlink()}
-    spelled = {Path(os.path.abspath(stage)): stage.relative_to(source) for stage in stages}
+    spelled = {Path(os.path.normpath(stage.absolute())): stage.relative_to(source) for stage in stages}
     for stage in stages:
         target = staging / stage.relative_to(source)
         if stage.is_symlink() and (home := _shared_home(stage, spelled, homes)) is not None:
