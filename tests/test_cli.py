@@ -154,3 +154,28 @@ def test_a_listed_last_checkpoint_is_placed_in_the_run_and_not_added_twice(tmp_p
     assert len(listed) == 1 and listed[0]["init_args"]["min_interval_s"] == 3600
     assert listed[0]["init_args"]["dirpath"] == str(run / "checkpoints")
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1  # the final epoch
+
+
+def test_val_predictions_match_the_logged_val_metrics_and_survive_a_resume(tmp_path, tiny_root):
+    """Every epoch's saved val probabilities give the val/acc and val/loss the run logged; a resumed run appends."""
+    from kr_lightning.callbacks.val_predictions import load_val_predictions
+
+    run = tmp_path / "run"
+    keep = ("--trainer.callbacks+=kr_lightning.callbacks.ValPredictions", "--trainer.max_epochs=3")
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        fit_teacher(run, tiny_root, *keep, "--trainer.callbacks+=test_gkd.StopAt", "--trainer.callbacks.epoch=2")
+    before = load_val_predictions(run)
+    assert before["epochs"].tolist() == [0, 1]
+    fit_teacher(run, tiny_root, *keep)
+    saved = load_val_predictions(run)
+    assert saved["epochs"].tolist() == [0, 1, 2] and saved["probs"].shape == (3, 16, 2)
+    np.testing.assert_array_equal(saved["probs"][:2], before["probs"])
+    np.testing.assert_allclose(saved["probs"].sum(-1), 1.0, atol=1e-5)
+    rows = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines()]
+    header, val = rows[0], [r for r in rows[1:] if r[rows[0].index("val/acc")]]
+    logged = {int(r[header.index("epoch")]): r for r in val}
+    for epoch, probs in zip(saved["epochs"], saved["probs"], strict=True):
+        labels = saved["labels"]
+        assert float(logged[epoch][header.index("val/acc")]) == pytest.approx((probs.argmax(-1) == labels).mean())
+        loss = -np.log(probs[np.arange(len(labels)), labels]).mean()
+        assert float(logged[epoch][header.index("val/loss")]) == pytest.approx(loss, abs=1e-4)

@@ -89,9 +89,9 @@ class ClassifierModule(L.LightningModule):
         self.log_dict(metrics, batch_size=len(y))
         return logits
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:  # noqa: ANN401
-        """Update ``val/acc``, ``val/auc`` and ``val/loss`` on real validation images."""
-        self._evaluate(batch, self.val_metrics, "val")
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:  # noqa: ANN401
+        """Update ``val/acc``, ``val/auc`` and ``val/loss`` on real validation images; the logits (for callbacks)."""
+        return self._evaluate(batch, self.val_metrics, "val")
 
     def on_test_epoch_start(self) -> None:
         """Reset the stored test probabilities."""
