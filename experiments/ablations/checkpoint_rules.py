@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the halvings (the same for every run)")
     parser.add_argument("--out", type=Path, default=None, help="also write every number as JSON here")
     args = parser.parse_args(argv)
-    results = {label(run): judge(run, args.splits, args.seed) for run in args.runs}
+    folders = {label(run): run for run in args.runs}
+    if len(folders) < len(args.runs):
+        raise SystemExit("two runs have the same seed<k>/<stage> label: judge each run root in its own call")
+    results = {name: judge(run, args.splits, args.seed) for name, run in folders.items()}
     print("| run | " + " | ".join(f"{rule}: epoch / held-out ACC" for rule in RULES) + " |")
     print("|---|" + "---|" * len(RULES))
     for name, rules in results.items():
@@ -59,7 +62,9 @@ def main(argv: list[str] | None = None) -> None:
         summary[rule] = {"minus_acc_mean": float(gain.mean()), "sd": sd, "better": int((gain > 0).sum())}
         print(f"{rule} - acc, held out: {gain.mean():+.4f} ± {sd:.4f} (better on {(gain > 0).sum()} of {len(gain)})")
     if args.out is not None:
-        artifacts.write_json(args.out, {"splits": args.splits, "seed": args.seed, "runs": results, "summary": summary})
+        paths = {name: str(run.resolve()) for name, run in folders.items()}  # for test_picks.py
+        record = {"splits": args.splits, "seed": args.seed, "runs": results, "paths": paths, "summary": summary}
+        artifacts.write_json(args.out, record)
 
 
 if __name__ == "__main__":
