@@ -179,3 +179,25 @@ def test_val_predictions_match_the_logged_val_metrics_and_survive_a_resume(tmp_p
         assert float(logged[epoch][header.index("val/acc")]) == pytest.approx((probs.argmax(-1) == labels).mean())
         loss = -np.log(probs[np.arange(len(labels)), labels]).mean()
         assert float(logged[epoch][header.index("val/loss")]) == pytest.approx(loss, abs=1e-4)
+
+
+def test_the_select_acc_loss_overlay_keeps_the_epoch_the_acc_loss_rule_picks(tmp_path, tiny_root):
+    """``TieBreak`` logs val/acc_loss each epoch; the overlay's ``best.ckpt`` is the ``acc_loss`` rule's epoch."""
+    from kr_lightning.callbacks.tie_break import tie_broken
+    from kr_lightning.callbacks.val_predictions import load_val_predictions
+    from kr_lightning.checkpoint_rules import pick_epoch
+
+    run = tmp_path / "run"
+    overlay = REPO / "experiments" / "overlays" / "select_acc_loss" / "teacher.yaml"
+    extra = ("--trainer.max_epochs=4", "--model.init_args.lr=3e-3", "--config", str(overlay))
+    fit_teacher(run, tiny_root, *extra, "--trainer.callbacks+=kr_lightning.callbacks.ValPredictions")
+    rows = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines()]
+    val = [dict(zip(rows[0], r, strict=True)) for r in rows[1:] if r[rows[0].index("val/acc_loss")]]
+    assert len(val) == 4 and "val/acc_loss_best" in rows[0]  # the CLI's BestMetric follows the new monitor
+    for row in val:
+        expected = tie_broken(float(row["val/acc"]), float(row["val/loss"]), 16)
+        assert float(row["val/acc_loss"]) == pytest.approx(expected, abs=1e-6)
+    saved = load_val_predictions(run)
+    kept = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["epoch"]
+    assert kept == saved["epochs"][pick_epoch(saved["probs"], saved["labels"], "acc_loss")]
+    assert saved["epochs"][pick_epoch(saved["probs"], saved["labels"], "acc")] < kept  # val ACC ties here

@@ -64,3 +64,16 @@ def test_rules_see_the_same_splits():
     np.testing.assert_array_equal(a["loss"], b["loss"])
     with pytest.raises(ValueError, match=r"probs must be \(epochs, 30 images"):
         split_half(probs[:, :10], labels)
+
+
+def test_the_tie_break_score_orders_by_accuracy_first_then_by_lower_loss():
+    from kr_lightning.callbacks.tie_break import tie_broken
+
+    n = 78
+    losses = [0.0, 0.01, 0.3, 1.0, 7.5, 1e6]
+    for k in range(n):
+        worst_at_k1 = tie_broken((k + 1) / n, losses[-1], n)
+        assert all(tie_broken(k / n, loss, n) < worst_at_k1 for loss in losses)  # never overturns one image
+        scores = [tie_broken(k / n, loss, n) for loss in losses]
+        assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores)
+    assert tie_broken(0.9, 0.25, n) > tie_broken(0.9, 0.25002, n)  # float32-sized loss gaps still ordered
