@@ -9,6 +9,7 @@ stream                    keys                         draws
 ========================  ===========================  ===============================================================
 ``GENERATION``            ``(set_index, rank)``        sampling noise of one GKD synthetic set (``GKDDataModule``)
 ``AUGMENTATION``          ``(global_step, rank)``      training-batch augmentation (``ImageDataModule``, GKD batches)
+``MIXUP``                 ``(global_step, rank)``      partners and shares of mixed GKD batches (``mixup > 0``)
 ``DIFFUSION_NOISE``       ``(global_step, rank)``      generator training noise, timesteps and label drops
 ``DIFFUSION_VAL_NOISE``   ``(batch_idx,)``             generator validation noise (the same every epoch)
 ``SHUFFLE``               ``(rank,)``                  order of a GKD synthetic set (seed of its sampler, + epoch)
@@ -29,7 +30,7 @@ draws what the uninterrupted run drew. Not covered: weight initialisation and dr
 train / val partition (``split_seed``).
 
 :data:`SCHEME` names this stream layout; anything keyed by generated draws (the synthetic-set cache) includes it,
-so bump it whenever a stream, its keys or the hash change.
+so bump it whenever an existing stream, its keys or the hash change (adding a stream changes no existing draw).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ SCHEME = "streams-v1"
 
 GENERATION = "generation"
 AUGMENTATION = "augmentation"
+MIXUP = "mixup"
 DIFFUSION_NOISE = "diffusion-noise"
 DIFFUSION_VAL_NOISE = "diffusion-val-noise"
 SHUFFLE = "shuffle"
@@ -56,6 +58,7 @@ TRAJECTORIES = "trajectories"
 STREAMS = (
     GENERATION,
     AUGMENTATION,
+    MIXUP,
     DIFFUSION_NOISE,
     DIFFUSION_VAL_NOISE,
     SHUFFLE,

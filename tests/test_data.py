@@ -7,8 +7,8 @@ import torch
 from conftest import write_medmnist_npz
 from kr_lightning.data import ImageDataModule
 from kr_lightning.data.arrays import load_npz, to_tensor, to_uint8
-from kr_lightning.data.augment import augment, random_shift
-from kr_lightning.seeding import AUGMENTATION, make_rng
+from kr_lightning.data.augment import augment, mixup, random_shift
+from kr_lightning.seeding import AUGMENTATION, MIXUP, make_rng
 
 
 def test_medmnist_metadata_known_before_setup(tiny_root):
@@ -162,3 +162,31 @@ def test_membership_contract():
 def test_load_npz_rejects_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_npz(Path(tmp_path) / "x.npz", num_classes=2)
+
+
+def test_mixup_mixes_each_image_with_one_partner_and_names_the_dominant_one():
+    n = 32
+    x = torch.eye(n)[:, None, None, :]  # image i: a single 1 at pixel i, so a mixed image shows both parts
+    mixed, dominant = mixup(x, make_rng(5, 0, 0, stream=MIXUP), 1.0)
+    again, dominant_again = mixup(x, make_rng(5, 0, 0, stream=MIXUP), 1.0)
+    assert torch.equal(mixed, again) and torch.equal(dominant, dominant_again)
+    pixels = mixed[:, 0, 0, :]
+    torch.testing.assert_close(pixels.sum(-1), torch.ones(n))  # convex combinations
+    assert ((pixels > 0).sum(-1) <= 2).all()  # of the image and one partner
+    own = pixels[torch.arange(n), torch.arange(n)]
+    partner = torch.where(own < 1, (pixels - torch.diag(own)).argmax(-1), torch.arange(n))
+    assert len(set(partner[own < 1].tolist())) == int((own < 1).sum())  # partners come from a permutation
+    assert torch.equal(dominant, pixels.argmax(-1))  # the image with the larger share
+    assert (dominant != torch.arange(n)).any() and (dominant == torch.arange(n)).any()
+    assert torch.equal(mixup(x, make_rng(5, 0, 0, stream=MIXUP), 0.0)[0], x)  # concentration 0: the identity
+
+
+def test_mixup_concentration_sets_how_far_images_mix():
+    x = torch.cat([torch.zeros(256, 1, 2, 2), torch.ones(256, 1, 2, 2)])
+
+    def minor_share(concentration):
+        v = mixup(x, make_rng(9, 0, 0, stream=MIXUP), concentration)[0][:, 0, 0, 0]
+        return torch.minimum(v, 1 - v).mean().item()  # 0 unmixed; Beta(1, 1) on a 0-1 pair: 1/4
+
+    assert minor_share(0.2) < 0.5 * minor_share(1.0)
+    assert 0.08 < minor_share(1.0) < 0.18  # about half the partners hold the other value: ~1/8

@@ -336,3 +336,31 @@ def test_teacher_labels_the_augmented_view_the_student_sees(tiny_generator_run, 
         torch.testing.assert_close(logits, on_view)
     else:
         assert torch.equal(logits, set_logits)
+
+
+def test_teacher_labels_the_mixed_view_and_labels_follow_the_dominant_image(tiny_generator_run, tiny_digits_teacher):
+    from types import SimpleNamespace
+
+    from kr_lightning.data.augment import mixup
+    from kr_lightning.distill.synthesis import teacher_logits
+    from kr_lightning.seeding import MIXUP, make_rng
+
+    dm = gkd(tiny_generator_run, tiny_digits_teacher, mixup=1.0)  # max_shift=1, label_on_view
+    dm.teacher = teacher = PositionTeacher(pixels=8 * 8)
+    x, set_logits, y = (t[:16] for t in dm.generate(0, rank=0, world_size=1).tensors)
+    dm.trainer = SimpleNamespace(training=True, global_step=4, global_rank=0)
+    view, logits, labels = dm.on_after_batch_transfer((x, set_logits, y), 0)
+    shifted = dm.augment(x, dm.augmentation_rng(4, 0))  # the augmentation stream is unchanged by mixing
+    expected, dominant = mixup(shifted, make_rng(3, 4, 0, stream=MIXUP), 1.0)
+    assert torch.equal(view, expected) and not torch.equal(view, shifted)
+    torch.testing.assert_close(logits, teacher_logits(teacher, view))
+    assert torch.equal(labels, y[dominant]) and not torch.equal(dominant, torch.arange(16))
+
+
+@pytest.mark.parametrize("kw", [{"mixup": 1.0}, {"mixup": 1.0, "label_on_view": False}, {"mixup": -0.5}])
+def test_mixup_without_a_teacher_on_the_view_is_refused(tiny_generator_run, tiny_digits_teacher, kw):
+    from kr_lightning.errors import ConfigError
+
+    teacher = None if kw.get("label_on_view", True) and kw["mixup"] > 0 else tiny_digits_teacher
+    with pytest.raises(ConfigError, match="mixup must be >= 0 and, when > 0, needs the teacher"):
+        gkd(tiny_generator_run, teacher, **kw)

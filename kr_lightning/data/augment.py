@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -34,3 +35,25 @@ def augment(x: torch.Tensor, rng: torch.Generator, *, max_shift: int, hflip: boo
     if vflip:
         x = random_flip(x, -2, rng)
     return x
+
+
+def mixup(x: torch.Tensor, rng: torch.Generator, concentration: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mix each image with a random partner from the batch: ``lam x_i + (1 - lam) x_perm(i)``.
+
+    ``lam ~ Beta(concentration, concentration)``, drawn per image (``concentration <= 0``: the identity). Used
+    with a teacher that labels the mixed images ("function matching", Beyer et al. 2022, arXiv:2106.05237): the
+    student sees inputs between the synthetic images, where a fixed set says nothing about the teacher.
+
+    Returns:
+        The mixed images and, per image, the batch index of the image with the larger share (its own index when
+        ``lam >= 1/2``, else its partner's), so that per-image labels can follow the dominant image.
+    """
+    own = torch.arange(x.shape[0], device=x.device)
+    if concentration <= 0:
+        return x, own
+    partner = torch.randperm(x.shape[0], generator=rng, device=rng.device).to(x.device)
+    beta_seed = int(torch.randint(0, 2**62, (1,), generator=rng, device=rng.device))
+    lam = np.random.default_rng(beta_seed).beta(concentration, concentration, size=x.shape[0])
+    lam = torch.from_numpy(lam).to(device=x.device, dtype=x.dtype)
+    share = lam[:, None, None, None]
+    return share * x + (1 - share) * x[partner], torch.where(lam >= 0.5, own, partner)

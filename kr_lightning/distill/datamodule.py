@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from kr_lightning.data.augment import mixup
 from kr_lightning.data.datamodule import ImageDataModule
 from kr_lightning.distill import cache
 from kr_lightning.distill.deferred import DeferredDataset
@@ -33,7 +34,7 @@ from kr_lightning.models.generator_pipeline import ClassConditionalPipeline
 from kr_lightning.models.loading import load_classifier, load_generator
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.models.speedups import GenPrecision, wants_bf16
-from kr_lightning.seeding import GENERATION, SHUFFLE, derive_seed, make_rng
+from kr_lightning.seeding import GENERATION, MIXUP, SHUFFLE, derive_seed, make_rng
 
 
 class GKDDataModule(ImageDataModule):
@@ -74,6 +75,10 @@ class GKDDataModule(ImageDataModule):
         guidance_interval: Guide only at noise levels ``lo < sigma <= hi`` (``None``: selection, else every step;
             ``[0, .inf]`` guides every step whatever the selection chose).
         label_on_view: Label each batch on its augmented view (else once per generated set).
+        mixup: Beta concentration of mixing each augmented synthetic image with a random partner of its batch
+            (:func:`kr_lightning.data.augment.mixup`, stream ``MIXUP``), which the teacher then labels; ``y``
+            follows the image with the larger share. ``0`` (default) mixes nothing; needs the teacher labelling
+            the view the student sees (``teacher_ckpt`` and ``label_on_view``).
         batch_size: Student batch size.
         gen_batch_size: Images per denoising batch.
         channels_last: Run the generator's convolutions channels-last (faster on many CPUs).
@@ -103,6 +108,7 @@ class GKDDataModule(ImageDataModule):
         sampler: SamplerKind | None = None,
         guidance_interval: list[float] | None = None,
         label_on_view: bool = True,
+        mixup: float = 0.0,
         batch_size: int = 64,
         gen_batch_size: int = 256,
         channels_last: bool = False,
@@ -119,6 +125,12 @@ class GKDDataModule(ImageDataModule):
             raise ConfigError(f"need pool_sets >= 1 and 0 <= pool_refresh <= 1; got {pool_sets}, {pool_refresh}")
         if multiplier <= 0:
             raise ConfigError(f"multiplier must be > 0; got {multiplier}")
+        if mixup < 0 or (mixup > 0 and (teacher_ckpt is None or not label_on_view)):
+            raise ConfigError(
+                f"mixup must be >= 0 and, when > 0, needs the teacher to label the mixed images the student sees "
+                f"(teacher_ckpt set, label_on_view: true); got mixup={mixup}, teacher_ckpt={teacher_ckpt}, "
+                f"label_on_view={label_on_view}. Hard-label students: keep mixup: 0"
+            )
         if generator is None and selection is None:
             raise ConfigError(
                 "GKDDataModule needs generator (checkpoint or export folder) or selection (selection.json)"
@@ -134,6 +146,7 @@ class GKDDataModule(ImageDataModule):
         self.class_balance = class_balance
         self.knobs: dict[str, Any] = dict(zip(KNOBS, (steps, guidance, sampler, guidance_interval), strict=True))
         self.label_on_view = label_on_view
+        self.mixup = mixup
         self.gen_batch_size = gen_batch_size
         self.speedups = {"channels_last": channels_last, "compile": compile_unet, "bf16": wants_bf16(gen_precision)}
         self.cache_dir = cache_dir
@@ -311,12 +324,16 @@ class GKDDataModule(ImageDataModule):
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:  # noqa: ANN401 - Lightning batch
-        """Augment synthetic training batches (real data module's recipe) and label them on that view."""
+        """Augment (and mix) synthetic training batches, then have the teacher label that view."""
         trainer = self.trainer
         if trainer is None or not trainer.training:
             return batch
         x, logits, y = batch
-        x = self.augment(x, self.augmentation_rng(trainer.global_step, trainer.global_rank, device=x.device))
+        step, rank = trainer.global_step, trainer.global_rank
+        x = self.augment(x, self.augmentation_rng(step, rank, device=x.device))
+        if self.mixup > 0:
+            x, dominant = mixup(x, make_rng(self.seed, step, rank, stream=MIXUP, device=x.device), self.mixup)
+            y = y[dominant]
         if self.teacher is not None and self.label_on_view:
             logits = teacher_logits(self.teacher, x)
         return x, logits, y
