@@ -181,23 +181,37 @@ def test_val_predictions_match_the_logged_val_metrics_and_survive_a_resume(tmp_p
         assert float(logged[epoch][header.index("val/loss")]) == pytest.approx(loss, abs=1e-4)
 
 
-def test_the_select_acc_loss_overlay_keeps_the_epoch_the_acc_loss_rule_picks(tmp_path, tiny_root):
-    """``TieBreak`` logs val/acc_loss each epoch; the overlay's ``best.ckpt`` is the ``acc_loss`` rule's epoch."""
+@pytest.mark.parametrize("rule", ["acc_loss", "acc"])
+def test_the_recipes_keep_the_acc_loss_epoch_and_the_old_rule_overlay_the_first_maximum(tmp_path, tiny_root, rule):
+    """The recipes' callbacks: ``TieBreak`` logs val/acc_loss, ``best.ckpt`` is the ``acc_loss`` rule's epoch and
+    val/acc_best is still logged; ``select_first_acc`` restores the first epoch at the highest val ACC."""
+    import yaml
+
     from kr_lightning.callbacks.tie_break import tie_broken
     from kr_lightning.callbacks.val_predictions import load_val_predictions
     from kr_lightning.checkpoint_rules import pick_epoch
 
     run = tmp_path / "run"
-    overlay = REPO / "experiments" / "overlays" / "select_acc_loss" / "teacher.yaml"
+    if rule == "acc_loss":  # the CPU teacher recipe's callbacks on the tiny teacher config
+        recipe = yaml.safe_load((REPO / "experiments" / "recipes" / "cpu" / "teacher.yaml").read_text())
+        overlay = tmp_path / "callbacks.yaml"
+        overlay.write_text(yaml.safe_dump({"trainer": {"callbacks": recipe["trainer"]["callbacks"]}}))
+    else:
+        overlay = REPO / "experiments" / "overlays" / "select_first_acc" / "teacher.yaml"
     extra = ("--trainer.max_epochs=4", "--model.init_args.lr=3e-3", "--config", str(overlay))
     fit_teacher(run, tiny_root, *extra, "--trainer.callbacks+=kr_lightning.callbacks.ValPredictions")
     rows = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines()]
-    val = [dict(zip(rows[0], r, strict=True)) for r in rows[1:] if r[rows[0].index("val/acc_loss")]]
-    assert len(val) == 4 and "val/acc_loss_best" in rows[0]  # the CLI's BestMetric follows the new monitor
-    for row in val:
-        expected = tie_broken(float(row["val/acc"]), float(row["val/loss"]), 16)
-        assert float(row["val/acc_loss"]) == pytest.approx(expected, abs=1e-6)
+    val = [dict(zip(rows[0], r, strict=True)) for r in rows[1:] if r[rows[0].index("val/acc")]]
+    assert len(val) == 4 and "val/acc_best" in rows[0]
+    if rule == "acc_loss":
+        assert "val/acc_loss_best" in rows[0]  # the CLI's BestMetric follows the checkpoint's monitor
+        for row in val:
+            expected = tie_broken(float(row["val/acc"]), float(row["val/loss"]), 16)
+            assert float(row["val/acc_loss"]) == pytest.approx(expected, abs=1e-6)
+    else:
+        assert "val/acc_loss" not in rows[0]
     saved = load_val_predictions(run)
     kept = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["epoch"]
-    assert kept == saved["epochs"][pick_epoch(saved["probs"], saved["labels"], "acc_loss")]
-    assert saved["epochs"][pick_epoch(saved["probs"], saved["labels"], "acc")] < kept  # val ACC ties here
+    assert kept == saved["epochs"][pick_epoch(saved["probs"], saved["labels"], rule)]
+    first_max = saved["epochs"][pick_epoch(saved["probs"], saved["labels"], "acc")]
+    assert first_max < saved["epochs"][pick_epoch(saved["probs"], saved["labels"], "acc_loss")]  # val ACC ties here

@@ -75,10 +75,8 @@ class GKDDataModule(ImageDataModule):
         guidance_interval: Guide only at noise levels ``lo < sigma <= hi`` (``None``: selection, else every step;
             ``[0, .inf]`` guides every step whatever the selection chose).
         label_on_view: Label each batch on its augmented view (else once per generated set).
-        mixup: Beta concentration of mixing each augmented synthetic image with a random partner of its batch
-            (:func:`kr_lightning.data.augment.mixup`, stream ``MIXUP``), which the teacher then labels; ``y``
-            follows the image with the larger share. ``0`` (default) mixes nothing; needs the teacher labelling
-            the view the student sees (``teacher_ckpt`` and ``label_on_view``).
+        mixup: Mix each augmented image with a batch partner, ``lam ~ Beta(mixup, mixup)`` (``0``: off), for the
+            teacher to label (needs ``teacher_ckpt`` and ``label_on_view``; :func:`kr_lightning.data.augment.mixup`).
         batch_size: Student batch size.
         gen_batch_size: Images per denoising batch.
         channels_last: Run the generator's convolutions channels-last (faster on many CPUs).
@@ -127,9 +125,8 @@ class GKDDataModule(ImageDataModule):
             raise ConfigError(f"multiplier must be > 0; got {multiplier}")
         if mixup < 0 or (mixup > 0 and (teacher_ckpt is None or not label_on_view)):
             raise ConfigError(
-                f"mixup must be >= 0 and, when > 0, needs the teacher to label the mixed images the student sees "
-                f"(teacher_ckpt set, label_on_view: true); got mixup={mixup}, teacher_ckpt={teacher_ckpt}, "
-                f"label_on_view={label_on_view}. Hard-label students: keep mixup: 0"
+                f"mixup must be >= 0 and, when > 0, needs the teacher to label the mixed images (teacher_ckpt set, "
+                f"label_on_view: true; hard-label students keep mixup: 0); got {mixup}, {teacher_ckpt}, {label_on_view}"
             )
         if generator is None and selection is None:
             raise ConfigError(
@@ -251,16 +248,8 @@ class GKDDataModule(ImageDataModule):
         device = self.generator.device
         path = None
         if self.cache_dir is not None:
-            path = cache.cache_file(
-                self.cache_dir,
-                self.generator.source,
-                device.type,
-                knobs=self.image_knobs(),
-                seed=self.seed,
-                set_index=set_index,
-                rank=rank,
-                labels=labels,
-            )
+            key = dict(knobs=self.image_knobs(), seed=self.seed, set_index=set_index, rank=rank, labels=labels)
+            path = cache.cache_file(self.cache_dir, self.generator.source, device.type, **key)
             if path.is_file():
                 return cache.load(path, device)
         rng = self.generation_rng(set_index, rank, device=device)
@@ -319,9 +308,8 @@ class GKDDataModule(ImageDataModule):
         metrics = {f"gkd/{k}": v for k, v in self.last_stats.items()} | {"gkd/set_index": float(index)}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
-        rank_zero_info(
-            f"GKD set {index}: {int(self.last_stats['n_images'])} images in {self.last_stats['gen_seconds']:.1f} s"
-        )
+        stats = self.last_stats
+        rank_zero_info(f"GKD set {index}: {int(stats['n_images'])} images in {stats['gen_seconds']:.1f} s")
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:  # noqa: ANN401 - Lightning batch
         """Augment (and mix) synthetic training batches, then have the teacher label that view."""
