@@ -126,7 +126,8 @@ class GKDDataModule(ImageDataModule):
         if mixup < 0 or (mixup > 0 and (teacher_ckpt is None or not label_on_view)):
             raise ConfigError(
                 f"mixup must be >= 0 and, when > 0, needs the teacher to label the mixed images (teacher_ckpt set, "
-                f"label_on_view: true; hard-label students keep mixup: 0); got {mixup}, {teacher_ckpt}, {label_on_view}"
+                f"label_on_view: true; hard-label students keep mixup: 0); got mixup={mixup}, "
+                f"teacher_ckpt={teacher_ckpt}, label_on_view={label_on_view}"
             )
         if generator is None and selection is None:
             raise ConfigError(
