@@ -167,3 +167,15 @@ def test_fewstep_recipe_and_its_student_overlays_point_at_one_run(capsys):
         init = printed(argv, capsys)["data"]["init_args"]
         assert Path(init["generator"]) == seed_dir / "fewstep" / "export", overlay
         assert (init["steps"], init["guidance"], init["sampler"], init["regenerate_every"]) == (5, 1.0, "ddim", 1)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_classifier_recipes_keep_the_acc_loss_epoch_and_log_the_best_val_acc(profile):
+    """Every classifier recipe keeps ``best.ckpt`` by val/acc_loss (TieBreak) and still logs val/acc_best."""
+    recipes = [EXPERIMENTS / "recipes" / profile / f"{s}.yaml" for s in ("teacher", "student", "teacher_dp")]
+    for recipe in (r for r in recipes if r.is_file()):
+        callbacks = yaml.safe_load(recipe.read_text())["trainer"]["callbacks"]
+        by_class = {c["class_path"].rsplit(".", 1)[-1]: c.get("init_args", {}) for c in callbacks}
+        assert "TieBreak" in by_class, recipe
+        assert by_class["ModelCheckpoint"]["monitor"] == "val/acc_loss", recipe
+        assert by_class["BestMetric"] == {"monitor": "val/acc", "mode": "max"}, recipe
