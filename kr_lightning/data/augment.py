@@ -52,7 +52,7 @@ def mixup(x: torch.Tensor, rng: torch.Generator, concentration: float) -> tuple[
     if concentration <= 0:
         return x, own
     partner = torch.randperm(x.shape[0], generator=rng, device=rng.device).to(x.device)
-    beta_seed = int(torch.randint(0, 2**62, (1,), generator=rng, device=rng.device))
+    beta_seed = int(torch.randint(0, 2**62, (1,), generator=rng, device=rng.device))  # torch's Beta takes no rng
     lam = np.random.default_rng(beta_seed).beta(concentration, concentration, size=x.shape[0])
     lam = torch.from_numpy(lam).to(device=x.device, dtype=x.dtype)
     share = lam[:, None, None, None]
