@@ -10,6 +10,7 @@ stream                    keys                         draws
 ``GENERATION``            ``(set_index, rank)``        sampling noise of one GKD synthetic set (``GKDDataModule``)
 ``AUGMENTATION``          ``(global_step, rank)``      training-batch augmentation (``ImageDataModule``, GKD batches)
 ``MIXUP``                 ``(global_step, rank)``      partners and shares of mixed GKD batches (``mixup > 0``)
+``NOISE``                 ``(global_step, rank)``      pixel noise of GKD batches (``noise > 0``)
 ``DIFFUSION_NOISE``       ``(global_step, rank)``      generator training noise, timesteps and label drops
 ``DIFFUSION_VAL_NOISE``   ``(batch_idx,)``             generator validation noise (the same every epoch)
 ``SHUFFLE``               ``(rank,)``                  order of a GKD synthetic set (seed of its sampler, + epoch)
@@ -44,6 +45,7 @@ SCHEME = "streams-v1"
 GENERATION = "generation"
 AUGMENTATION = "augmentation"
 MIXUP = "mixup"
+NOISE = "noise"
 DIFFUSION_NOISE = "diffusion-noise"
 DIFFUSION_VAL_NOISE = "diffusion-val-noise"
 SHUFFLE = "shuffle"
@@ -59,6 +61,7 @@ STREAMS = (
     GENERATION,
     AUGMENTATION,
     MIXUP,
+    NOISE,
     DIFFUSION_NOISE,
     DIFFUSION_VAL_NOISE,
     SHUFFLE,

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kr_lightning.errors import ConfigError
+
 
 def random_shift(x: torch.Tensor, max_shift: int, rng: torch.Generator) -> torch.Tensor:
     """Translate each image by an integer offset in ``[-max_shift, max_shift]`` per axis (edge padding)."""
@@ -57,3 +59,26 @@ def mixup(x: torch.Tensor, rng: torch.Generator, concentration: float) -> tuple[
     lam = torch.from_numpy(lam).to(device=x.device, dtype=x.dtype)
     share = lam[:, None, None, None]
     return share * x + (1 - share) * x[partner], torch.where(lam >= 0.5, own, partner)
+
+
+def add_noise(x: torch.Tensor, rng: torch.Generator, std: float) -> torch.Tensor:
+    """Add i.i.d. Gaussian pixel noise of standard deviation ``std`` and clip to ``[-1, 1]`` (``std <= 0``: identity).
+
+    For synthetic images whose sampler leaves them smoother than the real ones (experiments/README.md, "Synthetic
+    images are too smooth"): the noise restores high-frequency energy the classifiers rely on.
+    """
+    if std <= 0:
+        return x
+    noise = torch.randn(x.shape, generator=rng, device=rng.device, dtype=x.dtype).to(x.device)
+    return (x + std * noise).clamp(-1.0, 1.0)
+
+
+def check_view(mixup: float, noise: float, *, teacher_labels_view: bool) -> None:
+    """Refuse a negative ``mixup`` or ``noise``, and mixing without a teacher that labels the mixed images."""
+    if mixup < 0 or (mixup > 0 and not teacher_labels_view):
+        raise ConfigError(
+            f"mixup must be >= 0 and, when > 0, needs the teacher to label the mixed images (teacher_ckpt set, "
+            f"label_on_view: true; hard-label students keep mixup: 0); got mixup={mixup}"
+        )
+    if noise < 0:
+        raise ConfigError(f"noise is a standard deviation in [-1, 1] pixel units, >= 0 (0: off); got {noise}")

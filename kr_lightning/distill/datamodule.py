@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from kr_lightning.data.augment import mixup
+from kr_lightning.data.augment import add_noise, check_view, mixup
 from kr_lightning.data.datamodule import ImageDataModule
 from kr_lightning.distill import cache
 from kr_lightning.distill.deferred import DeferredDataset
@@ -34,7 +34,7 @@ from kr_lightning.models.generator_pipeline import ClassConditionalPipeline
 from kr_lightning.models.loading import load_classifier, load_generator
 from kr_lightning.models.sampling import SamplerKind
 from kr_lightning.models.speedups import GenPrecision, wants_bf16
-from kr_lightning.seeding import GENERATION, MIXUP, SHUFFLE, derive_seed, make_rng
+from kr_lightning.seeding import GENERATION, MIXUP, NOISE, SHUFFLE, derive_seed, make_rng
 
 
 class GKDDataModule(ImageDataModule):
@@ -77,6 +77,8 @@ class GKDDataModule(ImageDataModule):
         label_on_view: Label each batch on its augmented view (else once per generated set).
         mixup: Mix each augmented image with a batch partner, ``lam ~ Beta(mixup, mixup)`` (``0``: off), for the
             teacher to label (needs ``teacher_ckpt`` and ``label_on_view``; :func:`kr_lightning.data.augment.mixup`).
+        noise: Gaussian pixel noise added to each training view after augmentation and mixing, before the teacher
+            labels it (``0``: off; :func:`kr_lightning.data.augment.add_noise`).
         batch_size: Student batch size.
         gen_batch_size: Images per denoising batch.
         channels_last: Run the generator's convolutions channels-last (faster on many CPUs).
@@ -107,6 +109,7 @@ class GKDDataModule(ImageDataModule):
         guidance_interval: list[float] | None = None,
         label_on_view: bool = True,
         mixup: float = 0.0,
+        noise: float = 0.0,
         batch_size: int = 64,
         gen_batch_size: int = 256,
         channels_last: bool = False,
@@ -123,12 +126,7 @@ class GKDDataModule(ImageDataModule):
             raise ConfigError(f"need pool_sets >= 1 and 0 <= pool_refresh <= 1; got {pool_sets}, {pool_refresh}")
         if multiplier <= 0:
             raise ConfigError(f"multiplier must be > 0; got {multiplier}")
-        if mixup < 0 or (mixup > 0 and (teacher_ckpt is None or not label_on_view)):
-            raise ConfigError(
-                f"mixup must be >= 0 and, when > 0, needs the teacher to label the mixed images (teacher_ckpt set, "
-                f"label_on_view: true; hard-label students keep mixup: 0); got mixup={mixup}, "
-                f"teacher_ckpt={teacher_ckpt}, label_on_view={label_on_view}"
-            )
+        check_view(mixup, noise, teacher_labels_view=teacher_ckpt is not None and label_on_view)
         if generator is None and selection is None:
             raise ConfigError(
                 "GKDDataModule needs generator (checkpoint or export folder) or selection (selection.json)"
@@ -145,6 +143,7 @@ class GKDDataModule(ImageDataModule):
         self.knobs: dict[str, Any] = dict(zip(KNOBS, (steps, guidance, sampler, guidance_interval), strict=True))
         self.label_on_view = label_on_view
         self.mixup = mixup
+        self.noise = noise
         self.gen_batch_size = gen_batch_size
         self.speedups = {"channels_last": channels_last, "compile": compile_unet, "bf16": wants_bf16(gen_precision)}
         self.cache_dir = cache_dir
@@ -313,7 +312,7 @@ class GKDDataModule(ImageDataModule):
         rank_zero_info(f"GKD set {index}: {int(stats['n_images'])} images in {stats['gen_seconds']:.1f} s")
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:  # noqa: ANN401 - Lightning batch
-        """Augment (and mix) synthetic training batches, then have the teacher label that view."""
+        """Augment (mix, add noise to) synthetic training batches, then have the teacher label that view."""
         trainer = self.trainer
         if trainer is None or not trainer.training:
             return batch
@@ -323,6 +322,8 @@ class GKDDataModule(ImageDataModule):
         if self.mixup > 0:
             x, dominant = mixup(x, make_rng(self.seed, step, rank, stream=MIXUP, device=x.device), self.mixup)
             y = y[dominant]
+        if self.noise > 0:
+            x = add_noise(x, make_rng(self.seed, step, rank, stream=NOISE, device=x.device), self.noise)
         if self.teacher is not None and self.label_on_view:
             logits = teacher_logits(self.teacher, x)
         return x, logits, y
