@@ -7,8 +7,8 @@ import torch
 from conftest import write_medmnist_npz
 from kr_lightning.data import ImageDataModule
 from kr_lightning.data.arrays import load_npz, to_tensor, to_uint8
-from kr_lightning.data.augment import augment, mixup, random_shift
-from kr_lightning.seeding import AUGMENTATION, MIXUP, make_rng
+from kr_lightning.data.augment import add_noise, augment, mixup, random_shift
+from kr_lightning.seeding import AUGMENTATION, MIXUP, NOISE, make_rng
 
 
 def test_medmnist_metadata_known_before_setup(tiny_root):
@@ -190,3 +190,16 @@ def test_mixup_concentration_sets_how_far_images_mix():
 
     assert minor_share(0.2) < 0.5 * minor_share(1.0)
     assert 0.08 < minor_share(1.0) < 0.18  # about half the partners hold the other value: ~1/8
+
+
+def test_add_noise_adds_gaussian_pixels_of_the_given_sd_and_stays_in_range():
+    x = torch.zeros(64, 1, 16, 16)
+    noisy = add_noise(x, make_rng(3, 0, 0, stream=NOISE), 0.07)
+    assert torch.equal(noisy, add_noise(x, make_rng(3, 0, 0, stream=NOISE), 0.07))  # a function of its rng
+    assert not torch.equal(noisy, add_noise(x, make_rng(3, 1, 0, stream=NOISE), 0.07))  # another step, other noise
+    assert abs(noisy.std().item() - 0.07) < 0.003 and abs(noisy.mean().item()) < 0.003
+    lag = (noisy[..., 1:] * noisy[..., :-1]).mean() / noisy.var()
+    assert abs(lag.item()) < 0.03  # independent pixels: no spatial correlation
+    edges = add_noise(torch.full((8, 1, 4, 4), 0.99), make_rng(3, 0, 0, stream=NOISE), 0.5)
+    assert edges.max() <= 1.0 and (edges == 1.0).any() and edges.min() >= -1.0  # clipped to the image range
+    assert torch.equal(add_noise(x, make_rng(3, 0, 0, stream=NOISE), 0.0), x)  # sd 0: the identity
