@@ -17,12 +17,12 @@ def test_quality_of_a_generator_writes_every_metric_beside_the_reference(
     args = ["quality", *DATA, f"--teacher_ckpt={tiny_digits_teacher}", "--n=200", f"--out={tmp_path}"]
     main([*args, f"--generator={tiny_generator_run / 'export'}", "--steps=2"])
     table = capsys.readouterr().out
-    assert "fidelity" in table and "real val" in table and "coverage_per_class" in table
+    assert "fidelity" in table and "hf_energy" in table and "real val" in table and "coverage_per_class" in table
     (path,) = tmp_path.glob("*.json")
     result = json.loads(path.read_text())
     assert result["knobs"]["steps"] == 2 and result["synthetic"]["n"] == 200
     assert len(result["synthetic"]["fidelity_per_class"]) == 10
-    for key in ("fidelity", "fd", "precision", "recall", "density", "coverage"):
+    for key in ("fidelity", "hf_energy", "fd", "precision", "recall", "density", "coverage"):
         assert key in result["synthetic"] and key in result["reference"]
     main([*args, f"--generator={tiny_generator_run / 'export'}", "--steps=2", "--guidance_interval=[0.5, 100]"])
     (path,) = tmp_path.glob("*-i0.5-100-*.json")

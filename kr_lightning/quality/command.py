@@ -72,7 +72,7 @@ def format_table(result: dict[str, Any], reference: dict[str, Any]) -> str:
     matched = result["matched"]
     rows = [f"{'metric':<12}{'synthetic':>12}{'matched':>16}{'real val':>12}"]
     rows.append(f"{'n':<12}{result['n']:>12}{matched['n']:>16}{reference['n']:>12}")
-    for key in ("fidelity", "confidence", *SET_METRICS):
+    for key in ("fidelity", "confidence", "hf_energy", *SET_METRICS):
         m = f"{matched[key]:.4f}±{matched['sd'][key]:.3f}" if key in matched else ""
         rows.append(f"{key:<12}{result[key]:>12.4f}{m:>16}{reference[key]:>12.4f}")
     for key in ("fidelity_per_class", "coverage_per_class"):
@@ -98,7 +98,7 @@ def quality(
     run_root: str = "runs",
     seed_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Score a generator or an npz of synthetic images: class fidelity, FD, precision / recall / density / coverage.
+    """Score a generator or an npz: class fidelity, FD, precision / recall / density / coverage, pixel texture.
 
     The features and the class judge are the teacher's; each value is printed beside the same metric for the real
     val split (what a perfect generator would score) and, for the size-dependent ones, on synthetic subsets of the

@@ -6,9 +6,12 @@
   ``FrechetInceptionDistance`` over given features instead of Inception's).
 * :func:`prdc_scores`: precision, recall, density and coverage (Naeem et al., ICML 2020, the ``prdc`` package),
   from k-nearest-neighbour balls in the feature space.
+* :func:`high_frequency_energy`: the images' fine texture in pixel space (no feature network); few-step samplers
+  return images smoother than the real ones, and classifiers trained on real images rely on that texture.
 
-All values depend on the feature space and on the number of samples; compare them only with values computed in the
-same feature space at the same sample count (the scorer prints the real-vs-real reference beside each).
+The feature-space values depend on the feature space and on the number of samples; compare them only with values
+computed in the same feature space at the same sample count (the scorer prints the real-vs-real reference beside
+each).
 """
 
 from __future__ import annotations
@@ -78,3 +81,16 @@ def prdc_scores(real_features: np.ndarray, fake_features: np.ndarray, nearest_k:
             nearest_k=nearest_k,
         )
     return {k: float(v) for k, v in scores.items()}
+
+
+def high_frequency_energy(images: torch.Tensor) -> float:
+    """Mean squared difference of neighbouring pixels, along rows plus along columns, of ``(N, C, H, W)`` images.
+
+    In ``[-1, 1]`` pixel units: 0 for flat images, ``4 sd^2`` for independent pixel noise of standard deviation
+    ``sd``. Real BreastMNIST images score about 0.032, DPM-Solver++ 10-step samples about 0.018
+    (experiments/README.md, "Synthetic images are too smooth").
+    """
+    x = images.float()
+    rows = (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean()
+    cols = (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean()
+    return float(rows + cols)

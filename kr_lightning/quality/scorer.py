@@ -22,7 +22,7 @@ from kr_lightning.distill.synthesis import teacher_logits
 from kr_lightning.errors import ConfigError
 from kr_lightning.models.classifier import ClassifierModule
 from kr_lightning.models.loading import load_classifier
-from kr_lightning.quality.metrics import class_fidelity, frechet_distance, prdc_scores
+from kr_lightning.quality.metrics import class_fidelity, frechet_distance, high_frequency_energy, prdc_scores
 
 SET_METRICS = ("fd", "precision", "recall", "density", "coverage")
 
@@ -123,6 +123,7 @@ class QualityScorer:
     def _score(self, images: torch.Tensor, labels: torch.Tensor, fake: np.ndarray) -> dict[str, Any]:
         logits = teacher_logits(self.teacher, images.to(self.teacher.device)).cpu()
         result: dict[str, Any] = class_fidelity(logits, labels.cpu(), self.num_classes)
+        result["hf_energy"] = high_frequency_energy(images)
         result |= self._set_metrics(fake)
         per_class = []
         for k in range(self.num_classes):

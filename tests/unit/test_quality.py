@@ -9,7 +9,7 @@ from torch import nn
 
 from kr_lightning.errors import ConfigError
 from kr_lightning.models.teacher import Teacher
-from kr_lightning.quality import QualityScorer, class_fidelity, frechet_distance, prdc_scores
+from kr_lightning.quality import QualityScorer, class_fidelity, frechet_distance, high_frequency_energy, prdc_scores
 
 
 class PixelNet(nn.Module):
@@ -63,6 +63,17 @@ def make_scorer(n_train: int = 120, n_val: int = 30) -> QualityScorer:
     return QualityScorer(teacher, split(n_train), split(n_val), subsets=3)
 
 
+def test_high_frequency_energy_of_flat_noisy_and_smoothed_images():
+    g = torch.Generator().manual_seed(0)
+    assert high_frequency_energy(torch.full((4, 1, 8, 8), 0.3)) == 0.0  # flat
+    noise = 0.1 * torch.randn(64, 1, 32, 32, generator=g)
+    assert high_frequency_energy(noise) == pytest.approx(4 * 0.1**2, rel=0.03)  # 2 sd^2 per axis, two axes
+    smoothed = torch.nn.functional.avg_pool2d(noise, 3, stride=1, padding=1)
+    assert high_frequency_energy(smoothed) < 0.25 * high_frequency_energy(noise)
+    ramp = torch.linspace(-1, 1, 8).repeat(8, 1)[None, None]  # steps of 2/7 along columns only
+    assert high_frequency_energy(ramp) == pytest.approx((2 / 7) ** 2)
+
+
 def test_scorer_reference_is_the_val_split_and_a_copy_of_train_scores_perfectly():
     scorer = make_scorer()
     ref = scorer.reference()
@@ -70,10 +81,12 @@ def test_scorer_reference_is_the_val_split_and_a_copy_of_train_scores_perfectly(
     val_x, val_y = scorer.val_x, scorer.val_y
     expected = (PixelNet()(val_x).argmax(1) == val_y).float().mean().item()
     assert ref["fidelity"] == pytest.approx(expected)
+    assert ref["hf_energy"] == pytest.approx(high_frequency_energy(val_x))
     copy = scorer.score(scorer.train_x, scorer.train_y)
     assert copy["n"] == 120 and copy["fd"] == pytest.approx(0.0, abs=1e-6)
     assert copy["precision"] == copy["recall"] == copy["coverage"] == 1.0
     assert copy["coverage_per_class"] == [1.0, 1.0]
+    assert copy["hf_energy"] == pytest.approx(high_frequency_energy(scorer.train_x))
     matched = copy["matched"]
     assert matched["n"] == 30 and matched["fd"] > 0.0  # a 30-image subset is not the full train set
     assert set(matched["sd"]) == {"fd", "precision", "recall", "density", "coverage"}
