@@ -106,10 +106,14 @@ def test_wandb_logger_config_composes(capsys):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_variant_overlays_compose_with_their_student(profile, capsys):
     recipes = EXPERIMENTS / "recipes" / profile
+    data = ["--config", str(EXPERIMENTS / "data/breastmnist.yaml")]
+    student = printed(["fit", "--config", str(recipes / "student.yaml"), *data], capsys)["data"]["init_args"]
     for variant in VARIANTS:
         overlay = recipes / "variants" / f"{variant}.yaml"
         argv = ["fit", "--config", str(recipes / "student.yaml"), "--config", str(overlay)]
-        config = printed([*argv, "--config", str(EXPERIMENTS / "data/breastmnist.yaml")], capsys)
+        config = printed([*argv, *data], capsys)
+        for key in ("noise", "mixup", "max_shift", "hflip", "vflip", "multiplier", "batch_size"):  # like with like
+            assert config["data"]["init_args"][key] == student[key], (variant, key)
         assert Path(config["trainer"]["default_root_dir"]) == stage_dir("runs", "breastmnist", 0, f"student_{variant}")
         values = yaml.safe_load(overlay.read_text())
         for key, value in values.get("data", {}).get("init_args", {}).items():
