@@ -26,7 +26,6 @@ import argparse
 import copy
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
@@ -34,8 +33,10 @@ from torchvision.transforms.functional import gaussian_blur
 from kr_lightning.data.arrays import to_tensor
 from kr_lightning.data.augment import add_noise
 from kr_lightning.data.datamodule import ImageDataModule
+from kr_lightning.distill import cache
 from kr_lightning.models.loading import load_classifier
 from kr_lightning.quality import high_frequency_energy
+from kr_lightning.quality.command import npz_images
 from kr_lightning.seeding import SAMPLING, make_rng
 
 
@@ -60,17 +61,17 @@ def val_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> str:
     return f"{(logits.argmax(1) == y).float().mean().item():.3f} / {F.cross_entropy(logits, y).item():.3f}"
 
 
-def load_images(path: Path) -> torch.Tensor:
-    """Images in ``[-1, 1]`` from a GKD cache set (``.pt``) or a ``sample`` npz."""
+def load_images(path: Path, num_classes: int) -> torch.Tensor:
+    """Images in ``[-1, 1]`` from a GKD cache set (``.pt``) or a ``sample`` npz (the project's own readers)."""
     if path.suffix == ".npz":
-        with np.load(path) as f:
-            return to_tensor(f["train_images"])
-    return torch.load(path, map_location="cpu", weights_only=True)["x"].float()
+        return npz_images(str(path), num_classes)[0]
+    return cache.load(path, torch.device("cpu")).float()
 
 
-def synthetic_set(seed_dir: Path, n: int) -> Path:
+def synthetic_set(seed_dir: Path, n: int, num_classes: int) -> Path:
     """The cached set of the highest set index holding ``n`` images (one file of the student's stream)."""
-    files = [f for f in sorted((seed_dir / "synthetic").glob("set*-rank0-*.pt")) if len(load_images(f)) == n]
+    files = sorted((seed_dir / "synthetic").glob("set*-rank0-*.pt"))
+    files = [f for f in files if len(load_images(f, num_classes)) == n]
     if not files:
         raise SystemExit(f"{seed_dir}/synthetic holds no set of {n} images: train the seed's GKD student first")
     return files[-1]
@@ -92,12 +93,13 @@ def main() -> None:
     models = {
         s: {r: load_classifier(s / r / "checkpoints/best.ckpt") for r in ("teacher", "student")} for s in args.seeds
     }
-    sets = {s: synthetic_set(s, len(train)) for s in args.seeds}
+    k = data.num_classes
+    sets = {s: synthetic_set(s, len(train), k) for s in args.seeds}
 
     print("| seed folder | network | own statistics | statistics of a synthetic set | of the real train split |")
     print("|---|---|---|---|---|")
     for s in args.seeds:
-        x_syn = load_images(sets[s])
+        x_syn = load_images(sets[s], k)
         for role, model in models[s].items():
             cells = [
                 val_scores(m, x_val, y_val)
@@ -117,9 +119,9 @@ def main() -> None:
         print(f"| {name} | {high_frequency_energy(x):.4f} | " + " | ".join(cells) + " |")
 
     first = args.seeds[0]
-    x_syn = load_images(sets[first])
+    x_syn = load_images(sets[first], k)
     candidates = {"real train split": x_train, f"{first.name} synthetic set {sets[first].name}": x_syn}
-    candidates |= {str(p): load_images(p) for p in args.sets}
+    candidates |= {str(p): load_images(p, k) for p in args.sets}
     rng = make_rng(0, stream=SAMPLING)
     candidates |= {f"that synthetic set + noise sd {sd}": add_noise(x_syn, rng, sd) for sd in args.noise}
     teacher = models[first]["teacher"]
