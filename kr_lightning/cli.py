@@ -85,6 +85,8 @@ def main(args: ArgsType = None) -> None:
         except ArgumentError as err:
             _argument_error(argv, err)
         except Exception as err:
+            if stop.received is not None:  # raised while unwinding the signal (Lightning's teardown can fail there)
+                _interrupted(stop.received)
             cause = _user_error(err)
             if cause is None:
                 raise
