@@ -203,3 +203,24 @@ def test_add_noise_adds_gaussian_pixels_of_the_given_sd_and_stays_in_range():
     edges = add_noise(torch.full((8, 1, 4, 4), 0.99), make_rng(3, 0, 0, stream=NOISE), 0.5)
     assert edges.max() <= 1.0 and (edges == 1.0).any() and edges.min() >= -1.0  # clipped to the image range
     assert torch.equal(add_noise(x, make_rng(3, 0, 0, stream=NOISE), 0.0), x)  # sd 0: the identity
+
+
+def test_grained_noise_is_white_noise_blurred_by_a_gaussian_at_the_given_pixel_sd():
+    from scipy.ndimage import gaussian_filter
+
+    x = torch.zeros(256, 1, 28, 28)
+    white = add_noise(x, make_rng(5, 0, 0, stream=NOISE), 0.1, grain=0.0)
+    grained = add_noise(x, make_rng(5, 0, 0, stream=NOISE), 0.1, grain=0.7)
+    # the same white draw, blurred by scipy's Gaussian (torch's "reflect" is scipy's "mirror"; cut at 3 px) and
+    # rescaled to unit variance per pixel by the kernel's own norm
+    raw = torch.randn(x.shape, generator=make_rng(5, 0, 0, stream=NOISE))
+    taps = torch.exp(-0.5 * (torch.arange(-3, 4) / 0.7) ** 2)
+    gain = (taps / taps.sum()).square().sum().item()  # variance kept by one axis of the normalised blur
+    blurred = gaussian_filter(raw.numpy(), sigma=(0, 0, 0.7, 0.7), mode="mirror", truncate=3 / 0.7) / gain
+    torch.testing.assert_close(grained, (0.1 * torch.from_numpy(blurred)).clamp(-1, 1), atol=1e-5, rtol=0)
+    inner = grained[..., 4:-4, 4:-4]
+    assert abs(inner.std().item() - 0.1) < 0.004  # the pixel sd asked for
+    lag = ((inner[..., 1:] * inner[..., :-1]).mean() / inner.var()).item()
+    assert 0.5 < lag < 0.65  # neighbours correlate (a Gaussian of sd 0.7 px: exp(-1 / (4 * 0.49)) = 0.60)
+    hf = lambda a: (a[..., 1:] - a[..., :-1]).square().mean().item() / a.var().item()  # noqa: E731
+    assert hf(inner) < 0.5 * hf(white)  # its power sits at lower spatial frequencies than white noise's

@@ -357,21 +357,23 @@ def test_teacher_labels_the_mixed_view_and_labels_follow_the_dominant_image(tiny
     assert torch.equal(labels, y[dominant]) and not torch.equal(dominant, torch.arange(16))
 
 
-@pytest.mark.parametrize("teacher_on", [True, False])
-def test_teacher_labels_the_noisy_view_after_the_augmentation(tiny_generator_run, tiny_digits_teacher, teacher_on):
+@pytest.mark.parametrize(("teacher_on", "grain"), [(True, 0.0), (False, 0.0), (True, 0.7)])
+def test_teacher_labels_the_noisy_view_after_the_augmentation(
+    tiny_generator_run, tiny_digits_teacher, teacher_on, grain
+):
     from types import SimpleNamespace
 
     from kr_lightning.data.augment import add_noise
     from kr_lightning.distill.synthesis import teacher_logits
     from kr_lightning.seeding import NOISE, make_rng
 
-    dm = gkd(tiny_generator_run, tiny_digits_teacher if teacher_on else None, noise=0.1)  # max_shift=1
+    dm = gkd(tiny_generator_run, tiny_digits_teacher if teacher_on else None, noise=0.1, noise_grain=grain)
     dm.teacher = teacher = PositionTeacher(pixels=8 * 8) if teacher_on else None
     x, set_logits, y = (t[:16] for t in dm.generate(0, rank=0, world_size=1).tensors)
     dm.trainer = SimpleNamespace(training=True, global_step=4, global_rank=0)
     view, logits, labels = dm.on_after_batch_transfer((x, set_logits, y), 0)
     shifted = dm.augment(x, dm.augmentation_rng(4, 0))  # the augmentation stream is unchanged by the noise
-    expected = add_noise(shifted, make_rng(3, 4, 0, stream=NOISE), 0.1)
+    expected = add_noise(shifted, make_rng(3, 4, 0, stream=NOISE), 0.1, grain)  # max_shift=1
     assert torch.equal(view, expected) and not torch.equal(view, shifted)
     assert torch.equal(labels, y)
     if teacher_on:
@@ -385,6 +387,8 @@ def test_negative_noise_is_refused(tiny_generator_run):
 
     with pytest.raises(ConfigError, match="noise is a standard deviation"):
         gkd(tiny_generator_run, noise=-0.1)
+    with pytest.raises(ConfigError, match="noise_grain is a correlation length"):
+        gkd(tiny_generator_run, noise=0.1, noise_grain=-0.5)
 
 
 @pytest.mark.parametrize("kw", [{"mixup": 1.0}, {"mixup": 1.0, "label_on_view": False}, {"mixup": -0.5}])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -61,20 +63,40 @@ def mixup(x: torch.Tensor, rng: torch.Generator, concentration: float) -> tuple[
     return share * x + (1 - share) * x[partner], torch.where(lam >= 0.5, own, partner)
 
 
-def add_noise(x: torch.Tensor, rng: torch.Generator, std: float) -> torch.Tensor:
-    """Add i.i.d. Gaussian pixel noise of standard deviation ``std`` and clip to ``[-1, 1]`` (``std <= 0``: identity).
+def add_noise(x: torch.Tensor, rng: torch.Generator, std: float, grain: float = 0.0) -> torch.Tensor:
+    """Add Gaussian pixel noise of standard deviation ``std`` and clip to ``[-1, 1]`` (``std <= 0``: identity).
 
-    For synthetic images whose sampler leaves them smoother than the real ones (experiments/README.md, "Synthetic
-    images are too smooth"): the noise restores high-frequency energy the classifiers rely on.
+    ``grain`` is the noise's correlation length in pixels: white noise blurred by a Gaussian of that standard
+    deviation (reflected at the borders), then rescaled to ``std`` per pixel; ``0`` gives i.i.d. pixels. For
+    synthetic images whose sampler leaves them smoother than the real ones (experiments/README.md, "Synthetic
+    images are too smooth"): the noise restores texture the classifiers rely on, and a grain puts its power at the
+    spatial frequencies the sampler lost rather than spread evenly up to the pixel scale.
     """
     if std <= 0:
         return x
     noise = torch.randn(x.shape, generator=rng, device=rng.device, dtype=x.dtype).to(x.device)
+    if grain > 0:
+        noise = _correlate(noise, grain)
     return (x + std * noise).clamp(-1.0, 1.0)
 
 
-def check_view(mixup: float, noise: float, *, teacher_labels_view: bool) -> None:
-    """Refuse a negative ``mixup`` or ``noise``, and mixing without a teacher that labels the mixed images."""
+def _correlate(noise: torch.Tensor, grain: float) -> torch.Tensor:
+    """Blur unit white ``noise`` by a separable Gaussian of sd ``grain`` px, keeping unit variance per pixel.
+
+    The kernel is cut at 3 sd (or at the image size); the variance is exact away from the reflected borders.
+    """
+    radius = min(max(1, math.ceil(3 * grain)), noise.shape[-2] - 1, noise.shape[-1] - 1)  # reflect needs < size
+    taps = torch.arange(-radius, radius + 1, device=noise.device, dtype=noise.dtype)
+    kernel = torch.exp(-0.5 * (taps / grain) ** 2)
+    kernel = kernel / kernel.square().sum().sqrt()  # unit gain on white noise's variance, per axis
+    c = noise.shape[1]
+    padded = F.pad(noise, (radius,) * 4, mode="reflect")
+    rows = F.conv2d(padded, kernel.expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(rows, kernel[:, None].expand(c, 1, -1, 1), groups=c)
+
+
+def check_view(mixup: float, noise: float, *, teacher_labels_view: bool, grain: float = 0.0) -> None:
+    """Refuse a negative ``mixup``, ``noise`` or ``grain``, and mixing without a teacher that labels the mixes."""
     if mixup < 0 or (mixup > 0 and not teacher_labels_view):
         raise ConfigError(
             f"mixup must be >= 0 and, when > 0, needs the teacher to label the mixed images (teacher_ckpt set, "
@@ -82,3 +104,5 @@ def check_view(mixup: float, noise: float, *, teacher_labels_view: bool) -> None
         )
     if noise < 0:
         raise ConfigError(f"noise is a standard deviation in [-1, 1] pixel units, >= 0 (0: off); got {noise}")
+    if grain < 0:
+        raise ConfigError(f"noise_grain is a correlation length in pixels, >= 0 (0: i.i.d. pixels); got {grain}")

@@ -17,7 +17,7 @@ from kr_lightning.data.datamodule import ImageDataModule
 from kr_lightning.distill import cache
 from kr_lightning.distill.deferred import DeferredDataset
 from kr_lightning.distill.plan import KNOBS, SyntheticPlan, resolve_knobs, selection_winner
-from kr_lightning.distill.schedule import set_index
+from kr_lightning.distill.schedule import check_schedule, set_index
 from kr_lightning.distill.synthesis import (
     balanced_labels,
     label_stats,
@@ -79,6 +79,7 @@ class GKDDataModule(ImageDataModule):
             teacher to label (needs ``teacher_ckpt`` and ``label_on_view``; :func:`kr_lightning.data.augment.mixup`).
         noise: Gaussian pixel noise added to each training view after augmentation and mixing, before the teacher
             labels it (``0``: off; :func:`kr_lightning.data.augment.add_noise`).
+        noise_grain: Correlation length of that noise in pixels (``0``: i.i.d. pixels).
         batch_size: Student batch size.
         gen_batch_size: Images per denoising batch.
         channels_last: Run the generator's convolutions channels-last (faster on many CPUs).
@@ -110,6 +111,7 @@ class GKDDataModule(ImageDataModule):
         label_on_view: bool = True,
         mixup: float = 0.0,
         noise: float = 0.0,
+        noise_grain: float = 0.0,
         batch_size: int = 64,
         gen_batch_size: int = 256,
         channels_last: bool = False,
@@ -120,13 +122,10 @@ class GKDDataModule(ImageDataModule):
         **kwargs: Any,  # noqa: ANN401 - the real dataset's options of ImageDataModule (CLI-resolved)
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, **kwargs)
-        if regenerate_every < 0:
-            raise ConfigError(f"regenerate_every must be >= 0 (0 = static set); got {regenerate_every}")
-        if pool_sets < 1 or not 0.0 <= pool_refresh <= 1.0:
-            raise ConfigError(f"need pool_sets >= 1 and 0 <= pool_refresh <= 1; got {pool_sets}, {pool_refresh}")
+        check_schedule(regenerate_every, pool_sets, pool_refresh)
         if multiplier <= 0:
             raise ConfigError(f"multiplier must be > 0; got {multiplier}")
-        check_view(mixup, noise, teacher_labels_view=teacher_ckpt is not None and label_on_view)
+        check_view(mixup, noise, teacher_labels_view=teacher_ckpt is not None and label_on_view, grain=noise_grain)
         if generator is None and selection is None:
             raise ConfigError(
                 "GKDDataModule needs generator (checkpoint or export folder) or selection (selection.json)"
@@ -144,6 +143,7 @@ class GKDDataModule(ImageDataModule):
         self.label_on_view = label_on_view
         self.mixup = mixup
         self.noise = noise
+        self.noise_grain = noise_grain
         self.gen_batch_size = gen_batch_size
         self.speedups = {"channels_last": channels_last, "compile": compile_unet, "bf16": wants_bf16(gen_precision)}
         self.cache_dir = cache_dir
@@ -323,7 +323,8 @@ class GKDDataModule(ImageDataModule):
             x, dominant = mixup(x, make_rng(self.seed, step, rank, stream=MIXUP, device=x.device), self.mixup)
             y = y[dominant]
         if self.noise > 0:
-            x = add_noise(x, make_rng(self.seed, step, rank, stream=NOISE, device=x.device), self.noise)
+            rng = make_rng(self.seed, step, rank, stream=NOISE, device=x.device)
+            x = add_noise(x, rng, self.noise, self.noise_grain)
         if self.teacher is not None and self.label_on_view:
             logits = teacher_logits(self.teacher, x)
         return x, logits, y

@@ -14,7 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from kr_lightning.errors import ConfigError
 from kr_lightning.seeding import POOL, derive_seed
+
+
+def check_schedule(regenerate_every: int, pool_sets: int, pool_refresh: float) -> None:
+    """Refuse a negative period, an empty pool or a refresh fraction outside ``[0, 1]``."""
+    if regenerate_every < 0:
+        raise ConfigError(f"regenerate_every must be >= 0 (0 = static set); got {regenerate_every}")
+    if pool_sets < 1 or not 0.0 <= pool_refresh <= 1.0:
+        raise ConfigError(f"need pool_sets >= 1 and 0 <= pool_refresh <= 1; got {pool_sets}, {pool_refresh}")
 
 
 def refreshed_slots(cycle: int, pool_sets: int, pool_refresh: float, seed: int) -> set[int]:
