@@ -23,7 +23,7 @@ from kr_lightning.callbacks.val_predictions import load_val_predictions
 
 
 def class_recall(probs: np.ndarray, labels: np.ndarray) -> dict[str, float | list[float]]:
-    """Accuracy, per-class recall, balanced accuracy, predicted and true class shares, mean NLL."""
+    """Accuracy, per-class recall, balanced accuracy, images predicted as and labelled as each class, mean NLL."""
     if probs.ndim != 2 or len(probs) != len(labels):
         raise ValueError(f"expected probs (N, K) and labels (N,), got {probs.shape} and {labels.shape}")
     k = probs.shape[1]
@@ -34,8 +34,8 @@ def class_recall(probs: np.ndarray, labels: np.ndarray) -> dict[str, float | lis
         "acc": float((pred == labels).mean()),
         "recall": recall,
         "balanced_acc": float(np.nanmean(recall)),
-        "pred_share": np.bincount(pred, minlength=k).astype(float).tolist(),
-        "true_share": np.bincount(labels, minlength=k).astype(float).tolist(),
+        "pred_count": np.bincount(pred, minlength=k).astype(float).tolist(),
+        "true_count": np.bincount(labels, minlength=k).astype(float).tolist(),
         "nll": float(-np.log(picked).mean()),
     }
 
@@ -59,10 +59,10 @@ def table(paths: list[Path]) -> str:
     for path in paths:
         label, probs, labels = _predictions(path)
         s = class_recall(probs, labels)
-        n = sum(s["true_share"])
+        n = sum(s["true_count"])
         recalls = " / ".join(f"{r:.3f}" for r in s["recall"])
-        shares = " / ".join(f"{p / n:.3f}" for p in s["pred_share"])
-        truth = " / ".join(f"{t / n:.3f}" for t in s["true_share"])
+        shares = " / ".join(f"{p / n:.3f}" for p in s["pred_count"])
+        truth = " / ".join(f"{t / n:.3f}" for t in s["true_count"])
         rows.append(
             f"| {label} | {s['acc']:.3f} | {recalls} | {s['balanced_acc']:.3f} | {shares} ({truth}) | {s['nll']:.3f} |"
         )

@@ -19,7 +19,7 @@ def test_recall_balanced_accuracy_shares_and_nll_by_hand():
     assert s["acc"] == pytest.approx(3 / 5)
     assert s["recall"] == pytest.approx([1 / 2, 2 / 3])
     assert s["balanced_acc"] == pytest.approx(7 / 12)
-    assert s["pred_share"] == [2.0, 3.0] and s["true_share"] == [2.0, 3.0]
+    assert s["pred_count"] == [2.0, 3.0] and s["true_count"] == [2.0, 3.0]
     nll = -np.log([0.9, 0.4, 0.8, 0.7, 0.4]).mean()
     assert s["nll"] == pytest.approx(nll, rel=1e-6)
 
