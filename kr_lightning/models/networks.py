@@ -7,40 +7,58 @@ memorisation audit).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 from torchvision.models import resnet18
 
+from kr_lightning.errors import ConfigError
 
-def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
-    """3x3 convolution, batch norm, ReLU."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+Norm = Literal["batch", "group"]
+
+
+def conv_bn_relu(cin: int, cout: int, norm: Norm = "batch", groups: int = 8) -> nn.Sequential:
+    """3x3 convolution, batch norm (or group norm of ``groups`` groups), ReLU."""
+    layer = nn.BatchNorm2d(cout) if norm == "batch" else nn.GroupNorm(groups, cout)
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), layer, nn.ReLU(inplace=True))
 
 
 class SmallCNN(nn.Module):
     """A VGG-style CNN: two conv pairs with max-pooling, one wider conv, global average pooling, linear head.
 
-    About 0.29 M parameters at ``width=32``; trains in seconds per epoch on 2 CPU cores at 28x28. Works for any
-    input of at least 4x4 pixels.
+    About 0.14 M parameters at ``width=32`` (1 channel in); trains in seconds per epoch on 2 CPU cores at 28x28.
+    Works for any input of at least 4x4 pixels.
 
     Args:
         in_channels: Image channels.
         num_classes: Number of classes K.
         width: Channels of the first stage (doubled at each stage).
         dropout: Dropout before the linear head.
+        norm: ``batch`` (running statistics of the training images) or ``group``: group norm of 8 groups, which
+            normalises each image by its own statistics, so a network trained on one image domain (synthetic) is
+            not evaluated with that domain's statistics on another (real).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, width: int = 32, dropout: float = 0.0) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, width: int = 32, dropout: float = 0.0, norm: Norm = "batch"
+    ) -> None:
         super().__init__()
+        if norm not in ("batch", "group") or (norm == "group" and width % 8):
+            raise ConfigError(f"norm must be 'batch' or 'group' (group: width divisible by 8); got {norm}, {width}")
         w = width
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return conv_bn_relu(cin, cout, norm)
+
         self.body = nn.Sequential(
-            conv_bn_relu(in_channels, w),
-            conv_bn_relu(w, w),
+            block(in_channels, w),
+            block(w, w),
             nn.MaxPool2d(2),
-            conv_bn_relu(w, 2 * w),
-            conv_bn_relu(2 * w, 2 * w),
+            block(w, 2 * w),
+            block(2 * w, 2 * w),
             nn.MaxPool2d(2),
-            conv_bn_relu(2 * w, 4 * w),
+            block(2 * w, 4 * w),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
         )
