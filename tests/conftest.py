@@ -13,6 +13,13 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "tests" / "configs"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``long`` (over a minute on CI) run first: xdist's worksteal gives each worker a contiguous share
+    of the collection and lets an idle one take short tests from the end of another's; a long test collected late
+    would leave one worker running it alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: the order is kept otherwise
+
+
 def make_split(n: int, size: int, channels: int, num_classes: int, rng: np.random.Generator):
     """Images whose mean brightness encodes the class (learnable in a few steps) plus noise."""
     labels = np.arange(n) % num_classes

@@ -190,6 +190,7 @@ def test_select_stops_at_once_on_sigterm_inside_a_quick_student(tmp_path, tiny_g
     assert all((out / "candidates" / name).stat().st_mtime_ns == t for name, t in mtimes.items())
 
 
+@pytest.mark.long
 def test_mia_resumes_after_sigkill(tmp_path, tiny_generator_run, tiny_digits_teacher):
     student = tmp_path / "student"
     main(

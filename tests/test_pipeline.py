@@ -141,6 +141,7 @@ def tiny_experiments(folder):
     (recipes / "mia.yaml").write_text(yaml.safe_dump(mia))
 
 
+@pytest.mark.long
 def test_pipeline_runs_every_stage_then_skips_them(tmp_path, capsys):
     tiny_experiments(tmp_path / "experiments")
     args = [

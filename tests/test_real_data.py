@@ -33,6 +33,7 @@ def test_real_breastmnist_from_data_root():
     assert x.shape == (156, 1, 28, 28) and -1 <= x.min() < x.max() <= 1
 
 
+@pytest.mark.long
 def test_gpu_profile_pipeline_end_to_end_with_the_smoke_overlay(tmp_path):
     """The headline command's recipes (GPU profile) through every stage on BreastMNIST, shrunk to seconds on a CPU."""
     env = {**os.environ, "KR_DATA_ROOT": str(breastmnist_root())}

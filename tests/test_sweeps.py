@@ -110,6 +110,7 @@ def finish(process):
     assert process.returncode == 0, out[-2000:] + err[-3000:]
 
 
+@pytest.mark.long
 def test_trials_run_one_after_another_and_two_at_once_each_in_its_own_folder(
     tmp_path, tiny_generator_run, tiny_digits_teacher
 ):
