@@ -18,7 +18,7 @@ from kr_lightning.errors import ConfigError
 Norm = Literal["batch", "group"]
 
 
-def conv_bn_relu(cin: int, cout: int, norm: Norm = "batch", groups: int = 8) -> nn.Sequential:
+def conv_norm_relu(cin: int, cout: int, norm: Norm = "batch", groups: int = 8) -> nn.Sequential:
     """3x3 convolution, batch norm (or group norm of ``groups`` groups), ReLU."""
     layer = nn.BatchNorm2d(cout) if norm == "batch" else nn.GroupNorm(groups, cout)
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), layer, nn.ReLU(inplace=True))
@@ -49,7 +49,7 @@ class SmallCNN(nn.Module):
         w = width
 
         def block(cin: int, cout: int) -> nn.Sequential:
-            return conv_bn_relu(cin, cout, norm)
+            return conv_norm_relu(cin, cout, norm)
 
         self.body = nn.Sequential(
             block(in_channels, w),
